@@ -1,0 +1,27 @@
+"""Compression cost per case: phase 1 (PyTorch -> ONNX) and phase 2 (ONNX -> ready-to-run artifact).
+
+Every round does the whole work from scratch in a temporary folder (the cache is not used),
+as the study timed each conversion: 1 warm-up round, then the measured rounds.
+"""
+
+import pytest
+
+
+@pytest.mark.ptq_cases(select="compressed")
+def test_compression(case, ptq_suite, benchmark):
+    if ptq_suite.specs[case.model].has_torch_model:
+        ptq_suite.base_model(case.model)  # train or load it now, outside every round
+    exports, builds = [], []
+
+    def one_round():
+        export_s, build_s = ptq_suite.compress_once(case)
+        exports.append(export_s)
+        builds.append(build_s)
+
+    options = ptq_suite.options
+    benchmark.group = "compression"
+    benchmark.extra_info.update(case=case.id, measurement="compression round: phase 1 + phase 2")
+    benchmark.pedantic(one_round, rounds=options.compress_rounds, warmup_rounds=options.compress_warmup, iterations=1)
+    measured = slice(options.compress_warmup, None)
+    ptq_suite.record_compression(case, exports[measured], builds[measured])
+    assert len(builds[measured]) == options.compress_rounds or benchmark.disabled

@@ -1,0 +1,52 @@
+"""The harness must add almost nothing: ptqcore's latency vs a bare ``session.run`` loop.
+
+Both measure the same ONNX Runtime session (same model file, same threads) in the same run: a
+bare loop, then ptqcore's measurement (warm-up, planned rounds, pytest-benchmark), then the bare
+loop again, so that drift of the machine affects both sides alike. The medians are compared.
+"""
+
+import statistics
+import time
+
+import pytest
+
+from ptqcore.case import Case, Precision
+from ptqcore.timing import LatencyPlan, benchmark_latency
+
+MAX_OVERHEAD = 0.03
+
+
+def _bare_loop(session, feed, rounds):
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        session.run(None, feed)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def test_harness_overhead(ptq_suite, benchmark):
+    if "onnxruntime" not in ptq_suite.options.backends:
+        pytest.skip("the overhead check times an onnxruntime fp32 case; onnxruntime is not selected")
+    case = Case(next(iter(ptq_suite.specs)), Precision.FP32, "onnxruntime", "cpu", 1)
+    ptq_suite.book.record(case)
+    batch = ptq_suite.sample_batch(case)
+    options = ptq_suite.options
+    plan = LatencyPlan(options.latency_min_rounds, options.latency_min_seconds, options.latency_max_rounds,
+                       options.warmup_calls, options.warmup_seconds)
+    benchmark.group = "harness-overhead"
+    benchmark.extra_info.update(case=case.id, measurement="ptqcore latency next to a bare session.run loop")
+    with ptq_suite.runner(case) as runner:
+        feed = {runner.session.get_inputs()[0].name: batch}
+        _bare_loop(runner.session, feed, plan.warmup_calls)
+        bare_before = _bare_loop(runner.session, feed, plan.min_rounds)
+        stats, _, rounds = benchmark_latency(benchmark, runner.infer, batch, plan)
+        if stats is None:
+            pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
+        bare = bare_before + _bare_loop(runner.session, feed, rounds)
+    bare_ms = statistics.median(bare) * 1000.0
+    ratio = stats.p50 / bare_ms
+    benchmark.extra_info.update(bare_p50_ms=bare_ms, harness_p50_ms=stats.p50, overhead_ratio=ratio, bare_rounds=len(bare))
+    assert ratio <= 1.0 + MAX_OVERHEAD, (
+        f"ptqcore's median {stats.p50:.4f} ms is {100 * (ratio - 1):.1f}% above the bare loop's {bare_ms:.4f} ms"
+    )

@@ -1,0 +1,92 @@
+"""The interface every backend implements, and the runner contract the timing code relies on.
+
+A :class:`Backend` turns an FP32 ONNX file into its artifact for one case (phase 2) and gives a
+:class:`Runner` for that artifact. Backends import their heavy libraries inside their methods, so
+listing or skipping a backend costs nothing on a machine that lacks it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..case import Case
+
+
+@dataclass(frozen=True)
+class Int8Inputs:
+    """What an INT8 build starts from: the pre-processed ONNX and the calibration ranges computed on it."""
+
+    prepared_onnx: Path
+    ranges: Path
+    calibration_images: Optional[np.ndarray] = None
+
+
+class Runner(abc.ABC):
+    """Runs one artifact. Allocates nothing before ``__enter__`` and frees it all in ``__exit__``.
+
+    ``infer(batch)`` takes an (N, 3, H, W) float32 array and returns (N, classes) logits as a
+    NumPy array; it returns only when the device has finished, so a clock read around it is
+    the end-to-end latency.
+    """
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.deactivate()
+
+    @abc.abstractmethod
+    def activate(self) -> None:
+        """Load the artifact and allocate what inference needs."""
+
+    @abc.abstractmethod
+    def deactivate(self) -> None:
+        """Release everything ``activate`` took."""
+
+    @abc.abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for ``batch``, computed synchronously."""
+
+
+class Backend(abc.ABC):
+    """Phase 2 and inference for one runtime on one device."""
+
+    #: The name used in options, case ids and records.
+    name: str = ""
+    #: The precisions this backend builds artifacts for.
+    precisions: Tuple[str, ...] = ()
+    #: The suffix of the artifact file it writes.
+    artifact_suffix: str = ""
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> str:
+        """The device kind its cases run on (``cpu``, ``cuda``, ...)."""
+
+    def unavailable_reason(self) -> Optional[str]:
+        """Why no case of this backend can run on this machine, or None if they can."""
+        return None
+
+    def unsupported_reason(self, case: Case) -> Optional[str]:
+        """Why this one case cannot run (precision not offered, ...), or None."""
+        if case.precision.value not in self.precisions:
+            return f"{self.name} does not build {case.precision.value} artifacts"
+        return None
+
+    @abc.abstractmethod
+    def versions(self) -> dict:
+        """Library versions the artifacts depend on; part of every cache key."""
+
+    @abc.abstractmethod
+    def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
+        """Write the artifact for ``case`` from the FP32 ONNX file (or, for INT8, from ``int8``)."""
+
+    @abc.abstractmethod
+    def runner(self, case: Case, artifact: Path) -> Runner:
+        """A runner for an artifact this backend built."""

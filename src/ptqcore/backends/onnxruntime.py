@@ -1,0 +1,86 @@
+"""ONNX Runtime on the CPU: FP32, FP16 and INT8 (Q/DQ, U8S8 per-channel) artifacts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..case import Case, Precision
+from ..quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
+from .base import Backend, Int8Inputs, Runner
+
+
+class OrtRunner(Runner):
+    """An ``InferenceSession`` on the CPU execution provider; ``threads`` 0 is ONNX Runtime's default."""
+
+    def __init__(self, model_path: Path, threads: int = 0) -> None:
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.session = None
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [self.session.get_outputs()[0].name]
+
+    def deactivate(self) -> None:
+        self.session = None
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self._outputs, {self._input: batch})[0]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precisions = ("fp32", "fp16", "int8")
+    artifact_suffix = ".onnx"
+
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def unavailable_reason(self) -> Optional[str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as err:
+            return f"onnxruntime is not importable ({err}); pip install onnxruntime"
+        return None
+
+    def versions(self) -> dict:
+        import onnx
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
+
+    @staticmethod
+    def recipe(case: Case) -> QuantRecipe:
+        return QuantRecipe.for_onnxruntime_cpu(case.recipe)
+
+    def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
+        if case.precision is Precision.FP32:
+            shutil.copyfile(onnx_path, out_path)
+            return Path(out_path)
+        if case.precision is Precision.FP16:
+            return fp16_onnx_from_onnx(onnx_path, out_path)
+        if case.precision is Precision.INT8:
+            if int8 is None:
+                raise ValueError("an INT8 build needs the prepared model and its calibration ranges")
+            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.recipe(case), out_path, int8.calibration_images)
+        raise ValueError(f"{self.name} does not build {case.precision.value}")
+
+    def runner(self, case: Case, artifact: Path) -> Runner:
+        return OrtRunner(artifact, self.threads)

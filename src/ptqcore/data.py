@@ -1,0 +1,282 @@
+"""Labelled image data: where it comes from, how it is preprocessed, and how it is split.
+
+Sources (``load_dataset``):
+
+* ``digits`` (offline default): scikit-learn's 1,797 real handwritten digits, 8x8 grey, shipped
+  inside the scikit-learn package; upsampled to the model's input size and repeated to RGB.
+* ``imagefolder``: any class-per-folder tree (ImageNet val, Flowers-102 laid out that way, ...).
+  If the root has ``train/`` and ``val/`` (or ``test/``) trees those are the splits, else one
+  pool is split.
+* ``cifar100`` and ``flowers102``: torchvision's loaders on a local root (never downloaded).
+
+Every source ends as a :class:`DataSet` with a train part and an evaluation part. The calibration
+subset is drawn from the train part and the evaluation subset from the evaluation part, both
+seeded, so they are disjoint by construction (:func:`split_pool`, :func:`seeded_sample`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import DataError, UsageError
+from .models import Preprocess
+
+DATASETS = ("digits", "imagefolder", "cifar100", "flowers102")
+DEFAULT_EVAL_FRACTION = 0.25
+#: The study measured latency and accuracy over about 2,500 test images.
+DEFAULT_MAX_EVAL = 2500
+
+
+def split_pool(n: int, eval_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Split ``range(n)`` into (train, evaluation) index lists, disjoint and covering all of it.
+
+    The split is a seeded permutation, so the same ``(n, eval_fraction, seed)`` always gives the
+    same lists. Both parts get at least one item when ``n >= 2``.
+    """
+    if n < 2:
+        raise ValueError(f"a pool of {n} items cannot be split into train and evaluation parts")
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_eval = min(n - 1, max(1, round(n * eval_fraction)))
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
+
+
+def seeded_sample(indices: Sequence[int], k: Optional[int], seed: int) -> List[int]:
+    """``k`` items of ``indices`` drawn without replacement by a seeded RNG (all of them if ``k`` is None).
+
+    Raises ValueError if ``k`` is larger than what there is: a calibration or evaluation size the
+    data set cannot give is an error, never silently shrunk.
+    """
+    if k is None:
+        return list(indices)
+    if k < 1:
+        raise ValueError(f"sample size must be >= 1, got {k}")
+    if k > len(indices):
+        raise ValueError(f"asked for {k} items but the split has only {len(indices)}")
+    return sorted(random.Random(seed).sample(list(indices), k))
+
+
+class ImageSource:
+    """Items ``0..len-1`` of one split; ``load(i)`` gives (CHW float32 array, label)."""
+
+    def __init__(self, n: int, load: Callable[[int], Tuple[np.ndarray, int]], describe: str) -> None:
+        self._n = n
+        self._load = load
+        self.describe = describe
+
+    def __len__(self) -> int:
+        return self._n
+
+    def arrays(self, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+        """Images (N, 3, H, W) float32 and labels (N,) int64 for ``indices``, in that order."""
+        items = [self._load(i) for i in indices]
+        images = np.stack([x for x, _ in items]).astype(np.float32, copy=False)
+        labels = np.asarray([y for _, y in items], dtype=np.int64)
+        return images, labels
+
+    def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(indices), batch_size):
+            yield self.arrays(indices[start : start + batch_size])
+
+
+@dataclass
+class DataSet:
+    """A data set ready for the suite: its parts, its subsets and a content fingerprint.
+
+    ``train`` and ``evaluation`` index into ``train_part`` and ``eval_part``; ``calibration`` is a
+    seeded subset of ``train``. ``fingerprint`` changes when the data or the split changes, and
+    is part of every cache key built from this data.
+    """
+
+    name: str
+    num_classes: int
+    train_part: ImageSource
+    eval_part: ImageSource
+    train: List[int]
+    calibration: List[int]
+    evaluation: List[int]
+    fingerprint: str
+
+    def calibration_arrays(self) -> np.ndarray:
+        return self.train_part.arrays(self.calibration)[0]
+
+    def evaluation_batches(self, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        return self.eval_part.batches(self.evaluation, batch_size)
+
+    def sample_batch(self, batch_size: int) -> np.ndarray:
+        """The first ``batch_size`` evaluation images: the fixed input that latency is timed on."""
+        picked = [self.evaluation[i % len(self.evaluation)] for i in range(batch_size)]
+        return self.eval_part.arrays(picked)[0]
+
+
+def load_dataset(
+    name: str,
+    preprocess: Preprocess,
+    root: Optional[Path] = None,
+    calibration_size: int = 128,
+    evaluation_size: Optional[int] = None,
+    seed: int = 0,
+) -> DataSet:
+    """Load data set ``name`` preprocessed for a model input, with seeded disjoint subsets.
+
+    ``evaluation_size`` None takes the whole evaluation part, capped at :data:`DEFAULT_MAX_EVAL`.
+    Raises :class:`DataError` (missing root, missing files, too few images) or
+    :class:`UsageError` (unknown name) with the fix.
+    """
+    if name not in DATASETS:
+        raise UsageError(f"unknown data set {name!r}", f"use one of {', '.join(DATASETS)}")
+    if name == "digits":
+        parts = _digits(preprocess)
+    else:
+        if root is None:
+            raise DataError(f"data set {name!r} needs a local root", "pass --ptq-data-root DIR")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data root {root} does not exist", "pass the folder that holds the data set")
+        parts = {"imagefolder": _imagefolder, "cifar100": _cifar100, "flowers102": _flowers102}[name](root, preprocess)
+    train_part, eval_part, shared, num_classes, content_id = parts
+    if shared:
+        train, evaluation_pool = split_pool(len(train_part), DEFAULT_EVAL_FRACTION, seed)
+    else:
+        train, evaluation_pool = list(range(len(train_part))), list(range(len(eval_part)))
+    if evaluation_size is None:
+        evaluation_size = min(len(evaluation_pool), DEFAULT_MAX_EVAL)
+    try:
+        calibration = seeded_sample(train, calibration_size, seed + 1)
+        evaluation = seeded_sample(evaluation_pool, evaluation_size, seed + 2)
+    except ValueError as err:
+        raise DataError(
+            f"{name}: {err} (train part {len(train)}, evaluation part {len(evaluation_pool)})",
+            "lower --ptq-calibration-size / --ptq-eval-size or use a larger data set",
+        ) from None
+    key = f"{content_id}|{preprocess}|seed={seed}|cal={calibration}|eval={evaluation}"
+    return DataSet(
+        name=name,
+        num_classes=num_classes,
+        train_part=train_part,
+        eval_part=eval_part,
+        train=train,
+        calibration=calibration,
+        evaluation=evaluation,
+        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
+    )
+
+
+def _normalize(chw: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    mean = np.asarray(preprocess.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(preprocess.std, dtype=np.float32)[:, None, None]
+    return ((chw - mean) / std).astype(np.float32)
+
+
+def _digits(preprocess: Preprocess):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - scikit-learn is a declared dependency
+        raise DataError("scikit-learn is not installed", "pip install scikit-learn") from None
+    import torch
+    import torch.nn.functional as F
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)  # (N, 8, 8), real scans, 0..1
+    rgb = images[:, None].repeat(1, 3, 1, 1)
+    resized = F.interpolate(rgb, size=(preprocess.size, preprocess.size), mode="bilinear", align_corners=False)
+    normalized = _normalize(resized.numpy(), preprocess)  # (N, 3, size, size)
+    labels = bunch.target.astype(np.int64)
+    source = ImageSource(len(labels), lambda i: (normalized[i], int(labels[i])), "sklearn digits")
+    content = hashlib.sha256(bunch.images.tobytes() + bunch.target.tobytes()).hexdigest()[:16]
+    return source, source, True, 10, f"digits:{content}"
+
+
+def _pil_transform(preprocess: Preprocess):
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize(int(round(preprocess.size * 256 / 224))),
+            transforms.CenterCrop(preprocess.size),
+            transforms.ToTensor(),
+            transforms.Normalize(preprocess.mean, preprocess.std),
+        ]
+    )
+
+
+def _torchvision_source(dataset, describe: str) -> ImageSource:
+    def load(i: int):
+        image, label = dataset[i]
+        return image.numpy(), int(label)
+
+    return ImageSource(len(dataset), load, describe)
+
+
+def _imagefolder(root: Path, preprocess: Preprocess):
+    from torchvision.datasets import ImageFolder
+
+    transform = _pil_transform(preprocess)
+    split_dirs = [root / "train", next((root / d for d in ("val", "test") if (root / d).is_dir()), root / "val")]
+    try:
+        if split_dirs[0].is_dir() and split_dirs[1].is_dir():
+            train = ImageFolder(str(split_dirs[0]), transform=transform)
+            evaluation = ImageFolder(str(split_dirs[1]), transform=transform)
+            if train.classes != evaluation.classes:
+                raise DataError(
+                    f"{split_dirs[0]} and {split_dirs[1]} have different class folders",
+                    "give both splits the same class-per-folder layout",
+                )
+            shared = False
+        else:
+            train = evaluation = ImageFolder(str(root), transform=transform)
+            shared = True
+    except (FileNotFoundError, RuntimeError) as err:
+        raise DataError(f"{root} is not a class-per-folder image tree ({err})", "lay it out as ROOT/CLASS/IMAGE") from None
+    listing = "\n".join(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}" for p, _ in train.samples)
+    if not shared:
+        listing += "\n" + "\n".join(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}" for p, _ in evaluation.samples)
+    content = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    return (
+        _torchvision_source(train, f"imagefolder {root}"),
+        _torchvision_source(evaluation, f"imagefolder {root}"),
+        shared,
+        len(train.classes),
+        f"imagefolder:{content}",
+    )
+
+
+def _cifar100(root: Path, preprocess: Preprocess):
+    from torchvision import transforms
+    from torchvision.datasets import CIFAR100
+
+    transform = transforms.Compose(
+        [transforms.Resize(preprocess.size), transforms.ToTensor(), transforms.Normalize(preprocess.mean, preprocess.std)]
+    )
+    try:
+        train = CIFAR100(str(root), train=True, transform=transform, download=False)
+        test = CIFAR100(str(root), train=False, transform=transform, download=False)
+    except RuntimeError as err:
+        raise DataError(
+            f"CIFAR-100 not found under {root} ({err})",
+            "put the extracted 'cifar-100-python' folder under --ptq-data-root",
+        ) from None
+    return _torchvision_source(train, "cifar100 train"), _torchvision_source(test, "cifar100 test"), False, 100, f"cifar100:{len(train)}:{len(test)}"
+
+
+def _flowers102(root: Path, preprocess: Preprocess):
+    from torchvision.datasets import Flowers102
+
+    transform = _pil_transform(preprocess)
+    try:
+        train = Flowers102(str(root), split="train", transform=transform, download=False)
+        test = Flowers102(str(root), split="test", transform=transform, download=False)
+    except RuntimeError as err:
+        raise DataError(
+            f"Flowers-102 not found under {root} ({err})",
+            "put the 'flowers-102' folder (jpg/, imagelabels.mat, setid.mat) under --ptq-data-root",
+        ) from None
+    return _torchvision_source(train, "flowers102 train"), _torchvision_source(test, "flowers102 test"), False, 102, f"flowers102:{len(train)}:{len(test)}"

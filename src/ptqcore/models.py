@@ -1,0 +1,256 @@
+"""The model registry: which classifiers the suite knows and how to build each one.
+
+A :class:`ModelSpec` says how to make a model (a torchvision factory, a tiny built-in network, or a
+user's TorchScript / ONNX file), its native input size and normalization (:class:`Preprocess`), and
+which backend x precision combinations it cannot run, each with a reason.
+
+Selections accept registry names, globs (``"mobilenet*"``), presets (``study``, ``quick``, ``all``),
+any torchvision classifier by name, and paths to ``.onnx`` / ``.pt`` / ``.ts`` files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images are fed to a model: square side in pixels and per-channel mean / std (RGB, 0..1)."""
+
+    size: int
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"input size must be >= 8 pixels, got {self.size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need three values each and std must be positive")
+
+    def with_size(self, size: int) -> "Preprocess":
+        return Preprocess(size, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the suite needs to know about one model.
+
+    ``source`` is ``torchvision``, ``builtin``, ``torchscript`` or ``onnx``. For the first two,
+    ``factory(num_classes)`` returns a fresh, randomly initialised ``nn.Module``; ``weights`` names
+    torchvision's ImageNet weights (``None`` where it has none). For files, ``path`` is the file and
+    the model is used as it is. ``unsupported`` maps ``(backend, precision)`` (``"*"`` matches any)
+    to the reason that combination cannot run.
+    """
+
+    name: str
+    source: str
+    preprocess: Preprocess
+    factory: Optional[Callable[[int], object]] = None
+    weights: Optional[str] = None
+    size_class: str = ""
+    path: Optional[Path] = None
+    unsupported: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def has_torch_model(self) -> bool:
+        """False only for ONNX files: they have no PyTorch form, so no ``base`` case and no export."""
+        return self.source != "onnx"
+
+    @property
+    def trainable(self) -> bool:
+        return self.source in ("torchvision", "builtin")
+
+    def unsupported_reason(self, backend: str, precision: str) -> Optional[str]:
+        for (b, p), reason in self.unsupported.items():
+            if b in ("*", backend) and p in ("*", precision):
+                return reason
+        if precision == "base" and not self.has_torch_model:
+            return f"{self.name} is an ONNX file: it has no PyTorch base model (its fp32 case is the reference)"
+        return None
+
+
+_REGISTRY: Dict[str, ModelSpec] = {}
+
+#: The study's six models (REFERENCE.md), small / medium / large by size in MB.
+STUDY_MODELS = (
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b1",
+    "efficientnet_b3",
+    "densenet169",
+    "densenet201",
+)
+PRESETS: Dict[str, Tuple[str, ...]] = {
+    "study": STUDY_MODELS,
+    "quick": ("mobilenet_v3_small",),
+    "tiny": ("tiny_cnn",),
+}
+MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to the registry (replacing one of the same name) and return it."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+#: Training-time regularisers switched off for short training runs. They are identities at
+#: inference, so the exported graph and the ImageNet weights are unchanged.
+_TRAINING_KWARGS = {"efficientnet": {"dropout": 0.0, "stochastic_depth_prob": 0.0}}
+
+
+def _torchvision_factory(name: str) -> Callable[[int], object]:
+    kwargs = next((kw for prefix, kw in _TRAINING_KWARGS.items() if name.startswith(prefix)), {})
+
+    def factory(num_classes: int):
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+    factory.__qualname__ = f"torchvision.models.{name}"
+    return factory
+
+
+def _register_torchvision(name: str, weights: Optional[str], size: int, size_class: str) -> None:
+    register(
+        ModelSpec(
+            name=name,
+            source="torchvision",
+            preprocess=Preprocess(size),
+            factory=_torchvision_factory(name),
+            weights=weights,
+            size_class=size_class,
+        )
+    )
+
+
+for _name, _weights, _size, _class in (
+    ("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 224, "small"),
+    ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 224, "small"),
+    ("efficientnet_b1", "EfficientNet_B1_Weights.IMAGENET1K_V1", 240, "medium"),
+    ("efficientnet_b3", "EfficientNet_B3_Weights.IMAGENET1K_V1", 300, "medium"),
+    ("densenet169", "DenseNet169_Weights.IMAGENET1K_V1", 224, "large"),
+    ("densenet201", "DenseNet201_Weights.IMAGENET1K_V1", 224, "large"),
+    ("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 224, "medium"),
+    ("resnet50", "ResNet50_Weights.IMAGENET1K_V1", 224, "large"),
+):
+    _register_torchvision(_name, _weights, _size, _class)
+
+
+def _tiny_cnn(num_classes: int):
+    """A 4-layer CNN with the study models' building blocks (BN, depthwise conv, hardswish, pooling).
+
+    It exists so that tests and smoke runs go through the whole pipeline in seconds.
+    """
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=32, bias=False),
+        nn.BatchNorm2d(32),
+        nn.Hardswish(),
+        nn.Conv2d(32, 64, 1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
+    )
+
+
+register(ModelSpec("tiny_cnn", "builtin", Preprocess(32), factory=_tiny_cnn, size_class="tiny"))
+
+
+def list_models(pattern: str = "*") -> List[str]:
+    """Registry names matching a glob, sorted (``list_models("mobilenet*")``)."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def torchvision_classifiers() -> List[str]:
+    """Every classification model torchvision ships, by name (imports torchvision)."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec for a registry name or any torchvision classifier; :class:`UsageError` otherwise."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in torchvision_classifiers():
+        return ModelSpec(name, "torchvision", Preprocess(224), factory=_torchvision_factory(name))
+    raise UsageError(f"unknown model {name!r}", _valid_names_hint())
+
+
+def spec_from_file(
+    path: os.PathLike,
+    size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> ModelSpec:
+    """A spec for a user's TorchScript (``.pt``, ``.pth``, ``.ts``) or ONNX (``.onnx``) classifier.
+
+    The file must exist and take one NCHW float input of ``size`` x ``size``; it is loaded (and
+    checked) when the suite first needs it. Its name is the file's stem.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in MODEL_FILE_SUFFIXES:
+        raise UsageError(
+            f"model file {path} has an unknown suffix",
+            f"give a TorchScript file ({', '.join(MODEL_FILE_SUFFIXES[1:])}) or an ONNX file (.onnx)",
+        )
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist", "check the path given to --ptq-models")
+    source = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
+    preprocess = Preprocess(size, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    return ModelSpec(path.stem, source, preprocess, path=path.resolve(), size_class="user")
+
+
+def looks_like_model_file(item: str) -> bool:
+    return item.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in item
+
+
+def resolve_model_names(selection: Sequence[str]) -> List[str]:
+    """Expand presets and globs into registry / torchvision names, keeping order, dropping repeats.
+
+    ``all`` means every registry model. File paths are left to :func:`spec_from_file`; an entry
+    that matches nothing raises :class:`UsageError` listing the valid names.
+    """
+    names: List[str] = []
+    for item in selection:
+        item = item.strip()
+        if not item or looks_like_model_file(item):
+            continue
+        if item == "all":
+            expanded = [n for n in list_models() if n != "tiny_cnn"]
+        elif item in PRESETS:
+            expanded = list(PRESETS[item])
+        elif any(ch in item for ch in "*?["):
+            expanded = list_models(item)
+            if not expanded:
+                raise UsageError(f"model pattern {item!r} matches no model", _valid_names_hint())
+        else:
+            expanded = [get_model_spec(item).name]
+        names.extend(n for n in expanded if n not in names)
+    return names
+
+
+def _valid_names_hint() -> str:
+    return (
+        f"use one of {', '.join(list_models())}; a preset ({', '.join(sorted(PRESETS))}, all); a glob"
+        " such as 'mobilenet*'; any torchvision classifier name; or a path to a .onnx / .pt file"
+    )

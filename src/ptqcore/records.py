@@ -1,0 +1,92 @@
+"""One result record per case, kept for every case: passed, failed or skipped.
+
+The records are what later tools (comparison across versions, reports) read. They are written
+into the pytest-benchmark JSON twice: each benchmark entry's ``extra_info`` holds its case's
+record, and ``output["ptqcore"]["records"]`` lists all records, including the cases that were
+skipped or failed and so have no benchmark entry.
+
+Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
+``backend``, ``device``, ``batch_size``, ``calibration``), ``dataset``, ``status`` (``passed``,
+``failed``, ``skipped``), ``problems`` (one line per failed check), ``skip_reason``, and the
+figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
+``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
+``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
+``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``. A figure that was not measured
+is ``None``, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .case import Case
+
+SCHEMA_VERSION = 1
+
+FIGURES = (
+    "export_s",
+    "build_s",
+    "size_bytes",
+    "size_bytes_base",
+    "size_reduction",
+    "top1",
+    "top5",
+    "top1_base",
+    "accuracy_drop_pp",
+    "agreement_top1",
+    "latency_ms",
+    "throughput_ips",
+)
+
+
+@dataclass
+class CaseRecord:
+    case: Case
+    dataset: str
+    status: str = "passed"
+    skip_reason: Optional[str] = None
+    problems: List[str] = field(default_factory=list)
+    figures: Dict[str, object] = field(default_factory=lambda: {name: None for name in FIGURES})
+
+    def as_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **self.case.fields(),
+            "dataset": self.dataset,
+            "status": self.status,
+            "skip_reason": self.skip_reason,
+            "problems": list(self.problems),
+            **self.figures,
+        }
+
+
+class RecordBook:
+    """All records of a session, by case id, in the order the cases were collected."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self._records: Dict[str, CaseRecord] = {}
+
+    def record(self, case: Case) -> CaseRecord:
+        if case.id not in self._records:
+            self._records[case.id] = CaseRecord(case, self.dataset)
+        return self._records[case.id]
+
+    def get(self, case_id: str) -> Optional[CaseRecord]:
+        return self._records.get(case_id)
+
+    def update(self, case: Case, **figures) -> None:
+        self.record(case).figures.update(figures)
+
+    def skipped(self, case: Case, reason: str) -> None:
+        record = self.record(case)
+        record.status, record.skip_reason = "skipped", reason
+
+    def failed(self, case: Case, problem: str) -> None:
+        record = self.record(case)
+        record.status = "failed"
+        record.problems.append(problem)
+
+    def as_list(self) -> List[dict]:
+        return [record.as_dict() for record in self._records.values()]

@@ -1,0 +1,388 @@
+"""The suite's session state: options, the case matrix, and every cached build and measurement.
+
+:class:`Suite` knows nothing of pytest. The pytest plugin creates one per session and the
+benchmarks ask it for what they need; everything expensive is built once (in memory for the
+session, on disk in the :class:`~ptqcore.store.ArtifactStore` across sessions). A failure is
+remembered too, so one broken model fails its own cases quickly and leaves the others alone.
+
+Pipeline, per model::
+
+    base model (.pt) --phase 1--> model.onnx --phase 2--> fp32 / fp16 artifact
+                                      \\--> prepared.onnx --> calibration ranges --> int8 artifact
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from . import __version__
+from .accuracy import Predictions, drop_pp, predict
+from .backends import Int8Inputs, Runner, get_backend, tensorrt_unavailable_reason
+from .backends.torch_base import TorchRunner
+from .case import BASE_BACKEND, DEFAULT_CALIBRATION, Case, Precision, build_matrix
+from .data import DataSet, load_dataset
+from .errors import BuildError, ModelLoadError
+from .export import DEFAULT_OPSET, check_onnx, onnx_from_torch
+from .models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, get_model_spec, looks_like_model_file, resolve_model_names, spec_from_file
+from .quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
+from .records import RecordBook
+from .store import ArtifactStore, Entry, default_cache_dir, file_sha256
+from .thresholds import Thresholds, default_thresholds
+from .training import TrainRecipe, make_base_model, replace_head, resolve_weight_mode
+
+#: Input side used when the data set is digits (8x8 scans upsampled): big enough for every study
+#: model's downsampling, small enough that training all six on 2 CPU cores takes minutes.
+DIGITS_IMAGE_SIZE = 32
+#: The study fed every model 224x224 images.
+STUDY_IMAGE_SIZE = 224
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Everything a run depends on; the pytest options map onto these fields one to one."""
+
+    models: Tuple[str, ...] = ("study",)
+    precisions: Tuple[Precision, ...] = tuple(Precision)
+    backends: Tuple[str, ...] = ("onnxruntime",)
+    batch_sizes: Tuple[int, ...] = (1,)
+    dataset: str = "digits"
+    data_root: Optional[Path] = None
+    calibration_size: int = 128
+    eval_size: Optional[int] = None
+    eval_batch_size: int = 16
+    calibrations: Tuple[str, ...] = (DEFAULT_CALIBRATION,)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    weights: str = "auto"
+    image_size: Optional[int] = None
+    opset: int = DEFAULT_OPSET
+    exporter: str = "legacy"
+    compress_rounds: int = 5
+    compress_warmup: int = 1
+    latency_min_rounds: int = 20
+    latency_min_seconds: float = 1.0
+    latency_max_rounds: int = 100_000
+    warmup_calls: int = 10
+    warmup_seconds: float = 0.5
+    threads: int = 0
+    seed: int = 0
+    train_epochs: int = 6
+    file_input_size: int = 224
+    file_mean: Tuple[float, float, float] = IMAGENET_MEAN
+    file_std: Tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The PyTorch FP32 reference for one model, and the file it is kept in."""
+
+    module: object
+    file: Entry
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class Suite:
+    """Session state for one run (see the module docstring). ``report`` shows progress lines."""
+
+    def __init__(
+        self,
+        options: SuiteOptions,
+        thresholds: Optional[Thresholds] = None,
+        report: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.options = options
+        self.thresholds = thresholds or default_thresholds()
+        self.report = report or (lambda message: None)
+        self.store = ArtifactStore(options.cache_dir, self.report)
+        self.book = RecordBook(options.dataset)
+        self.specs: Dict[str, ModelSpec] = self._resolve_specs()
+        self._memo: Dict[tuple, object] = {}
+
+    # -- the matrix -------------------------------------------------------------------------
+    def _resolve_specs(self) -> Dict[str, ModelSpec]:
+        specs = {name: get_model_spec(name) for name in resolve_model_names(self.options.models)}
+        for item in self.options.models:
+            if looks_like_model_file(item.strip()):
+                spec = spec_from_file(item.strip(), self.options.file_input_size, self.options.file_mean, self.options.file_std)
+                specs[spec.name] = spec
+        return specs
+
+    def cases(self) -> List[Tuple[Case, Optional[str]]]:
+        """Every case of the matrix with the reason it cannot run here (None if it can)."""
+        devices = {BASE_BACKEND: "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+        matrix = build_matrix(
+            list(self.specs), self.options.precisions, self.options.backends, devices,
+            self.options.batch_sizes, self.options.calibrations,
+        )
+        return [(case, self.skip_reason(case)) for case in matrix]
+
+    def skip_reason(self, case: Case) -> Optional[str]:
+        reason = self.specs[case.model].unsupported_reason(case.backend, case.precision.value)
+        if reason:
+            return reason
+        if case.backend == "tensorrt":
+            return tensorrt_unavailable_reason()
+        if case.backend == BASE_BACKEND:
+            return None
+        backend = get_backend(case.backend, self.options.threads)
+        return backend.unavailable_reason() or backend.unsupported_reason(case)
+
+    # -- memoisation that remembers failures --------------------------------------------------
+    def _once(self, key: tuple, make: Callable[[], object]):
+        if key in self._memo:
+            value = self._memo[key]
+            if isinstance(value, _Failed):
+                raise value.error
+            return value
+        try:
+            value = make()
+        except Exception as err:
+            self._memo[key] = _Failed(err)
+            raise
+        self._memo[key] = value
+        return value
+
+    # -- data --------------------------------------------------------------------------------
+    def preprocess(self, model: str) -> Preprocess:
+        spec = self.specs[model]
+        if spec.source in ("onnx", "torchscript"):
+            return spec.preprocess
+        size = self.options.image_size or (DIGITS_IMAGE_SIZE if self.options.dataset == "digits" else STUDY_IMAGE_SIZE)
+        return spec.preprocess.with_size(size)
+
+    def dataset(self, model: str) -> DataSet:
+        preprocess = self.preprocess(model)
+        return self._once(("dataset", preprocess), lambda: load_dataset(
+            self.options.dataset, preprocess, self.options.data_root,
+            self.options.calibration_size, self.options.eval_size, self.options.seed,
+        ))
+
+    # -- phase 0: the base model ----------------------------------------------------------------
+    def base_model(self, model: str) -> BaseModel:
+        return self._once(("base", model), lambda: self._make_base_model(model))
+
+    def _make_base_model(self, model: str) -> BaseModel:
+        import torch
+
+        from .training import load_state_dict_file, load_torchscript
+
+        spec = self.specs[model]
+        if spec.source == "onnx":
+            raise ModelLoadError(f"{model} is an ONNX file and has no PyTorch model", "use its fp32 case as the reference")
+        if spec.source == "torchscript":
+            module = load_torchscript(spec.path)
+            file = Entry(spec.path, "", file_sha256(spec.path), spec.path.stat().st_size, reused=True)
+            return BaseModel(module, file)
+        data = self.dataset(model)
+        mode = resolve_weight_mode(self.options.weights, self.options.dataset)
+        recipe = TrainRecipe(epochs=self.options.train_epochs, seed=self.options.seed)
+
+        def architecture():
+            if mode == "head":
+                module = spec.factory(1000)
+                replace_head(module, data.num_classes)
+                return module
+            return spec.factory(1000 if mode == "imagenet" else data.num_classes)
+
+        def build(path: Path) -> None:
+            module = make_base_model(spec, data.num_classes, mode, data.train_part, data.train, recipe, self.report)
+            torch.save(module.state_dict(), str(path))
+
+        inputs = {
+            "model": model,
+            "weights": mode if mode in ("train", "head", "imagenet") else file_sha256(Path(mode) / f"{model}.pt"),
+            "data": data.fingerprint,
+            "classes": data.num_classes,
+            "recipe": recipe.__dict__ if mode in ("train", "head") else None,
+        }
+        entry = self.store.get_or_build("base", inputs, "model.pt", build, f"base model {model} ({mode} on {data.name})")
+        module = architecture()
+        load_state_dict_file(module, entry.path)
+        return BaseModel(module.eval(), entry)
+
+    # -- phase 1: PyTorch -> ONNX ---------------------------------------------------------------
+    def onnx(self, model: str) -> Entry:
+        return self._once(("onnx", model), lambda: self._make_onnx(model))
+
+    def _make_onnx(self, model: str) -> Entry:
+        spec = self.specs[model]
+        if spec.source == "onnx":
+            check_onnx(spec.path)
+            return Entry(spec.path, "", file_sha256(spec.path), spec.path.stat().st_size, reused=True)
+        import torch
+
+        base = self.base_model(model)
+        size = self.preprocess(model).size
+        inputs = {
+            "base": base.file.sha256, "size": size, "opset": self.options.opset,
+            "exporter": self.options.exporter, "torch": torch.__version__,
+        }
+        return self.store.get_or_build(
+            "onnx", inputs, "model.onnx",
+            lambda path: onnx_from_torch(base.module, path, size, self.options.opset, self.options.exporter),
+            f"ONNX of {model} (opset {self.options.opset})",
+        )
+
+    # -- phase 2 ------------------------------------------------------------------------------
+    def _int8_inputs(self, case: Case) -> Int8Inputs:
+        """The prepared model and the calibration ranges for an INT8 case (cached, shared by backends)."""
+        import onnxruntime
+
+        source = self.onnx(case.model)
+        prepared = self._once(("prepared", case.model), lambda: self.store.get_or_build(
+            "prepared", {"onnx": source.sha256, "onnxruntime": onnxruntime.__version__}, "prepared.onnx",
+            lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
+        ))
+        recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
+        data = self.dataset(case.model)
+        ranges = self._once(("ranges", case.model, case.recipe), lambda: self.store.get_or_build(
+            "calibration",
+            {
+                "prepared": prepared.sha256, "data": data.fingerprint, "method": recipe.calibration,
+                "bins": recipe.num_bins, "percentile": recipe.percentile,
+                "batch": recipe.calibration_batch_size, "onnxruntime": onnxruntime.__version__,
+            },
+            "ranges.json",
+            lambda path: calibration_ranges_from_onnx(prepared.path, data.calibration_arrays(), recipe, path),
+            f"{case.recipe} calibration of {case.model} on {len(data.calibration)} images",
+        ))
+        return Int8Inputs(prepared.path, ranges.path, data.calibration_arrays())
+
+    def artifact(self, case: Case) -> Entry:
+        """The phase 2 artifact for a compressed case, from the cache or built now."""
+        return self._once(("artifact", case.model, case.precision, case.backend, case.recipe), lambda: self._make_artifact(case))
+
+    def _make_artifact(self, case: Case) -> Entry:
+        backend = get_backend(case.backend, self.options.threads)
+        source = self.onnx(case.model)
+        int8 = self._int8_inputs(case) if case.precision is Precision.INT8 else None
+        inputs = {
+            "backend": case.backend, "precision": case.precision.value, "onnx": source.sha256,
+            "int8": None if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
+            "recipe": None if int8 is None else QuantRecipe.for_onnxruntime_cpu(case.recipe).as_dict(),
+            **backend.versions(),
+        }
+        return self.store.get_or_build(
+            "artifact", inputs, f"model{backend.artifact_suffix}",
+            lambda path: backend.build(case, source.path, path, int8),
+            f"{case.precision.value} {case.backend} artifact of {case.model}",
+        )
+
+    def compress_once(self, case: Case) -> Tuple[Optional[float], float]:
+        """Run phase 1 and phase 2 from scratch into a temporary folder; return (export_s, build_s).
+
+        Phase 1 is PyTorch -> ONNX (None for ONNX files). Phase 2 is everything from the ONNX
+        file to a model ready to run: for INT8 pre-processing, calibration on the calibration
+        images and quantization; for every precision, loading it into its runtime. Nothing is
+        read from or written to the cache, so every round does the full work.
+        """
+        backend = get_backend(case.backend, self.options.threads)
+        spec = self.specs[case.model]
+        size = self.preprocess(case.model).size
+        data = self.dataset(case.model)
+        images = data.calibration_arrays() if case.precision is Precision.INT8 else None
+        with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch:
+            scratch = Path(scratch)
+            if spec.has_torch_model:
+                module = self.base_model(case.model).module
+                started = time.perf_counter()
+                onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, self.options.opset, self.options.exporter)
+                export_s: Optional[float] = time.perf_counter() - started
+            else:
+                onnx_path, export_s = spec.path, None
+            started = time.perf_counter()
+            int8 = None
+            if case.precision is Precision.INT8:
+                prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
+                recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
+                ranges = calibration_ranges_from_onnx(prepared, images, recipe, scratch / "ranges.json")
+                int8 = Int8Inputs(prepared, ranges, images)
+            artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
+            with backend.runner(case, artifact):
+                pass
+            build_s = time.perf_counter() - started
+        return export_s, build_s
+
+    # -- inference ----------------------------------------------------------------------------
+    def runner(self, case: Case) -> Runner:
+        """A fresh (not yet entered) runner for the case."""
+        if case.precision is Precision.BASE:
+            return TorchRunner(self.base_model(case.model).module, self.options.threads)
+        return get_backend(case.backend, self.options.threads).runner(case, self.artifact(case).path)
+
+    def sample_batch(self, case: Case):
+        return self.dataset(case.model).sample_batch(case.batch_size)
+
+    def predictions(self, case: Case) -> Predictions:
+        """Top-5 predictions on the evaluation subset, computed once per artifact (batch-independent)."""
+
+        def run() -> Predictions:
+            data = self.dataset(case.model)
+            self.report(f"evaluating {case.model} {case.precision.value} on {len(data.evaluation)} {data.name} images")
+            with self.runner(case) as runner:
+                return predict(runner.infer, data.evaluation_batches(self.options.eval_batch_size))
+
+        return self._once(("predictions", case.model, case.precision, case.backend, case.recipe), run)
+
+    def reference_case(self, case: Case) -> Case:
+        """What a case's accuracy drop is measured against: the base, or fp32 for ONNX files."""
+        if self.specs[case.model].has_torch_model:
+            return Case(case.model, Precision.BASE, BASE_BACKEND, "cpu", case.batch_size)
+        return Case(case.model, Precision.FP32, case.backend, case.device, case.batch_size)
+
+    def quality(self, case: Case) -> dict:
+        """Size and accuracy figures of a case (measured once), also written into its record."""
+        return self._once(("quality", case.id), lambda: self._measure_quality(case))
+
+    def _measure_quality(self, case: Case) -> dict:
+        predictions = self.predictions(case)
+        figures = {"top1": predictions.top1_accuracy, "top5": predictions.top5_accuracy,
+                   "eval_images": len(predictions.labels)}
+        reference = self.reference_case(case)
+        if case.precision is Precision.BASE:
+            size = self.base_model(case.model).file.size_bytes
+            figures.update(size_bytes=size, size_bytes_base=size, size_reduction=1.0, top1_base=figures["top1"],
+                           accuracy_drop_pp=0.0, agreement_top1=1.0, reference="base")
+        else:
+            artifact = self.artifact(case)
+            base_size = self.base_model(case.model).file.size_bytes if self.specs[case.model].has_torch_model else self.onnx(case.model).size_bytes
+            ref = self.predictions(reference) if reference != case else predictions
+            figures.update(
+                size_bytes=artifact.size_bytes, size_bytes_base=base_size,
+                size_reduction=base_size / artifact.size_bytes, top1_base=ref.top1_accuracy,
+                accuracy_drop_pp=drop_pp(ref.top1_accuracy, predictions.top1_accuracy),
+                agreement_top1=predictions.agreement_top1(ref), reference=reference.precision.value,
+                artifact_sha256=artifact.sha256, artifact_reused=artifact.reused,
+            )
+        self.book.update(case, **figures)
+        return figures
+
+    def record_compression(self, case: Case, export_rounds: List[Optional[float]], build_rounds: List[float]) -> None:
+        exports = [s for s in export_rounds if s is not None]
+        self.book.update(
+            case,
+            export_s=statistics.median(exports) if exports else None,
+            build_s=statistics.median(build_rounds) if build_rounds else None,
+            export_s_rounds=exports or None,
+            build_s_rounds=list(build_rounds) or None,
+        )
+
+    def environment(self) -> dict:
+        """Versions and settings every record depends on (for ``machine_info``)."""
+        import importlib
+
+        versions = {"ptqcore": __version__}
+        for name in ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "sklearn"):
+            try:
+                versions[name] = importlib.import_module(name).__version__
+            except ImportError:
+                versions[name] = None
+        return {"versions": versions, "threads": self.options.threads or "library default"}

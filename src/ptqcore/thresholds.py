@@ -1,0 +1,184 @@
+"""Quality thresholds: how much accuracy a precision may lose and how much smaller it must be.
+
+A thresholds file is TOML::
+
+    [defaults.int8]                 # per precision: fp32, fp16, int8
+    max_accuracy_drop_pp = 2.0      # top-1 drop vs the reference, percentage points
+    min_size_reduction = 3.0        # base size / artifact size
+
+    [datasets.digits]
+    min_base_top1 = 0.90            # the base model itself must reach this top-1
+
+    [[overrides]]                   # later overrides win; unset fields are inherited
+    models = "mobilenet_v3_*"       # glob over model names
+    precision = "int8"              # optional, default every precision
+    backend = "onnxruntime"         # optional, default every backend
+    max_accuracy_drop_pp = 4.0
+    reason = "why this model is allowed more"   # required
+
+The file's values are merged over :data:`DEFAULTS`. Any mistake (unknown key, wrong type, an
+override without a reason) is a :class:`ThresholdsError` that names the file, the place and the fix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+from .errors import ThresholdsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.8-3.10 (JetPack 5 and 6)
+    import tomli as tomllib
+
+LIMIT_KEYS = ("max_accuracy_drop_pp", "min_size_reduction")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits one case is held to, and where they came from (``reason``)."""
+
+    max_accuracy_drop_pp: Optional[float] = None
+    min_size_reduction: Optional[float] = None
+    reason: str = "ptqcore defaults"
+
+
+#: FP32 should lose nothing and be about the base's size; FP16 and INT8 as the issue suggests.
+DEFAULTS: Dict[str, Limits] = {
+    "fp32": Limits(max_accuracy_drop_pp=0.1, min_size_reduction=0.9),
+    "fp16": Limits(max_accuracy_drop_pp=0.5, min_size_reduction=1.8),
+    "int8": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=3.0),
+}
+DEFAULT_BASE_TOP1 = {"digits": 0.90}
+
+
+@dataclass(frozen=True)
+class Override:
+    models: str
+    precision: str
+    backend: str
+    limits: Mapping[str, float]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-precision defaults, per-data-set floors for the base model, and per-model overrides."""
+
+    defaults: Mapping[str, Limits]
+    base_top1: Mapping[str, float]
+    overrides: tuple = ()
+    source: str = "built-in defaults"
+
+    def limits_for(self, model: str, precision: str, backend: str) -> Limits:
+        limits = self.defaults.get(precision, Limits())
+        for override in self.overrides:
+            if (
+                fnmatch.fnmatchcase(model, override.models)
+                and override.precision in ("*", precision)
+                and override.backend in ("*", backend)
+            ):
+                limits = replace(limits, reason=override.reason, **override.limits)
+        return limits
+
+    def min_base_top1(self, dataset: str) -> Optional[float]:
+        return self.base_top1.get(dataset)
+
+
+def default_thresholds() -> Thresholds:
+    return Thresholds(dict(DEFAULTS), dict(DEFAULT_BASE_TOP1))
+
+
+def load_thresholds(path: Optional[Path]) -> Thresholds:
+    """The built-in defaults, with the file at ``path`` (if any) merged over them."""
+    if path is None:
+        return default_thresholds()
+    path = Path(path).expanduser()
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ThresholdsError(f"thresholds file {path} does not exist", "check the --ptq-thresholds path") from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ThresholdsError(f"thresholds file {path} is not readable TOML ({err})", "fix the TOML syntax") from None
+    return parse_thresholds(document, str(path))
+
+
+def parse_thresholds(document: Mapping, source: str = "<thresholds>") -> Thresholds:
+    """Validate a parsed TOML document and merge it over the defaults (see the module docstring)."""
+
+    def fail(where: str, problem: str, fix: str) -> None:
+        raise ThresholdsError(f"{source}: {where}: {problem}", fix)
+
+    unknown = set(document) - {"defaults", "datasets", "overrides"}
+    if unknown:
+        fail("top level", f"unknown table(s) {sorted(unknown)}", "use [defaults.PRECISION], [datasets.NAME], [[overrides]]")
+    defaults = dict(DEFAULTS)
+    for precision, table in _table(document.get("defaults", {}), "defaults", fail).items():
+        if precision not in PRECISIONS:
+            fail(f"[defaults.{precision}]", "unknown precision", f"use one of {', '.join(PRECISIONS)}")
+        values = _limit_values(_table(table, f"defaults.{precision}", fail), f"[defaults.{precision}]", fail, allow=())
+        defaults[precision] = replace(defaults.get(precision, Limits()), reason=f"defaults in {source}", **values)
+    base_top1 = dict(DEFAULT_BASE_TOP1)
+    for dataset, table in _table(document.get("datasets", {}), "datasets", fail).items():
+        table = _table(table, f"datasets.{dataset}", fail)
+        extra = set(table) - {"min_base_top1"}
+        if extra:
+            fail(f"[datasets.{dataset}]", f"unknown key(s) {sorted(extra)}", "the only key is min_base_top1")
+        if "min_base_top1" in table:
+            base_top1[dataset] = _fraction(table["min_base_top1"], f"[datasets.{dataset}] min_base_top1", fail)
+    overrides: List[Override] = []
+    raw_overrides = document.get("overrides", [])
+    if not isinstance(raw_overrides, list):
+        fail("overrides", "must be an array of tables", "write each one as [[overrides]]")
+    for number, raw in enumerate(raw_overrides, start=1):
+        where = f"override #{number}"
+        raw = _table(raw, where, fail)
+        reason = raw.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            fail(where, "has no reason", 'add reason = "why this model is held to other limits"')
+        models = raw.get("models")
+        if not isinstance(models, str) or not models:
+            fail(where, "has no models glob", 'add models = "name or glob"')
+        precision = raw.get("precision", "*")
+        if precision != "*" and precision not in PRECISIONS:
+            fail(where, f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+        backend = raw.get("backend", "*")
+        if not isinstance(backend, str):
+            fail(where, "backend must be a string", 'write backend = "onnxruntime"')
+        values = _limit_values(raw, where, fail, allow=("reason", "models", "precision", "backend"))
+        if not values:
+            fail(where, "sets no limit", f"set one of {', '.join(LIMIT_KEYS)}")
+        overrides.append(Override(models, precision, backend, values, reason.strip()))
+    return Thresholds(defaults, base_top1, tuple(overrides), source)
+
+
+def _table(value, where: str, fail) -> Mapping:
+    if not isinstance(value, Mapping):
+        fail(where, "must be a table", "see the thresholds file format in the README")
+    return value
+
+
+def _limit_values(table: Mapping, where: str, fail, allow) -> dict:
+    extra = set(table) - set(LIMIT_KEYS) - set(allow)
+    if extra:
+        fail(where, f"unknown key(s) {sorted(extra)}", f"use {', '.join(LIMIT_KEYS)}")
+    values = {}
+    for key in LIMIT_KEYS:
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                fail(where, f"{key} = {value!r} is not a non-negative number", f"write e.g. {key} = 2.0")
+            values[key] = float(value)
+    return values
+
+
+def _fraction(value, where: str, fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        fail(where, f"{value!r} is not a fraction between 0 and 1", "write e.g. min_base_top1 = 0.9")
+    return float(value)
