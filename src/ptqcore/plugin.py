@@ -257,6 +257,18 @@ def pytest_generate_tests(metafunc) -> None:
     metafunc.parametrize("case", params)
 
 
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Load the data set once before any case runs, so a missing data set stops the run at once."""
+    if SUITE_KEY not in config.stash or config.option.collectonly:
+        return
+    cases = [case for case in map(_case_of, items) if case is not None]
+    if cases:
+        try:
+            suite_of(config).dataset(cases[0].model)
+        except PtqError as err:
+            raise pytest.UsageError(str(err)) from None
+
+
 def _case_of(item) -> Optional[Case]:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("case") if callspec is not None else None
@@ -267,7 +279,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     case = _case_of(item)
-    if case is None or not report.failed or SUITE_KEY not in item.config.stash:
+    if case is None or SUITE_KEY not in item.config.stash:
+        return
+    book = suite_of(item.config).book
+    if report.when == "call" and report.passed:
+        book.passed(case)
+    if not report.failed:
         return
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, PtqError):
@@ -277,7 +294,7 @@ def pytest_runtest_makereport(item, call):
         line = call.excinfo.exconly().strip().splitlines()[0][:300]
     else:
         line = "failed"
-    suite_of(item.config).book.failed(case, f"{item.originalname} ({call.when}): {line}")
+    book.failed(case, f"{item.originalname} ({call.when}): {line}")
 
 
 def pytest_report_header(config):

@@ -6,8 +6,9 @@ record, and ``output["ptqcore"]["records"]`` lists all records, including the ca
 skipped or failed and so have no benchmark entry.
 
 Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
-``backend``, ``device``, ``batch_size``, ``calibration``), ``dataset``, ``status`` (``passed``,
-``failed``, ``skipped``), ``problems`` (one line per failed check), ``skip_reason``, and the
+``backend``, ``device``, ``batch_size``, ``calibration``), ``dataset``, ``status`` (``passed``
+when every test of the case that ran passed, ``failed``, ``skipped`` at collection, ``not run``
+when no test of the case was selected), ``problems`` (one line per failed check), ``skip_reason``, and the
 figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
 ``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
 ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
@@ -44,7 +45,7 @@ FIGURES = (
 class CaseRecord:
     case: Case
     dataset: str
-    status: str = "passed"
+    status: str = "not run"
     skip_reason: Optional[str] = None
     problems: List[str] = field(default_factory=list)
     figures: Dict[str, object] = field(default_factory=lambda: {name: None for name in FIGURES})
@@ -82,6 +83,11 @@ class RecordBook:
     def skipped(self, case: Case, reason: str) -> None:
         record = self.record(case)
         record.status, record.skip_reason = "skipped", reason
+
+    def passed(self, case: Case) -> None:
+        record = self.record(case)
+        if record.status == "not run":
+            record.status = "passed"
 
     def failed(self, case: Case, problem: str) -> None:
         record = self.record(case)

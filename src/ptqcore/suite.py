@@ -26,9 +26,18 @@ from .backends import Int8Inputs, Runner, get_backend, tensorrt_unavailable_reas
 from .backends.torch_base import TorchRunner
 from .case import BASE_BACKEND, DEFAULT_CALIBRATION, Case, Precision, build_matrix
 from .data import DataSet, load_dataset
-from .errors import BuildError, ModelLoadError
+from .errors import ModelLoadError
 from .export import DEFAULT_OPSET, check_onnx, onnx_from_torch
-from .models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, get_model_spec, looks_like_model_file, resolve_model_names, spec_from_file
+from .models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelSpec,
+    Preprocess,
+    get_model_spec,
+    looks_like_model_file,
+    resolve_model_names,
+    spec_from_file,
+)
 from .quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
 from .records import RecordBook
 from .store import ArtifactStore, Entry, default_cache_dir, file_sha256
@@ -222,7 +231,7 @@ class Suite:
         base = self.base_model(model)
         size = self.preprocess(model).size
         inputs = {
-            "base": base.file.sha256, "size": size, "opset": self.options.opset,
+            "base_sha256": base.file.sha256, "size": size, "opset": self.options.opset,
             "exporter": self.options.exporter, "torch": torch.__version__,
         }
         return self.store.get_or_build(
@@ -238,7 +247,7 @@ class Suite:
 
         source = self.onnx(case.model)
         prepared = self._once(("prepared", case.model), lambda: self.store.get_or_build(
-            "prepared", {"onnx": source.sha256, "onnxruntime": onnxruntime.__version__}, "prepared.onnx",
+            "prepared", {"source_sha256": source.sha256, "onnxruntime": onnxruntime.__version__}, "prepared.onnx",
             lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
         ))
         recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
@@ -246,7 +255,7 @@ class Suite:
         ranges = self._once(("ranges", case.model, case.recipe), lambda: self.store.get_or_build(
             "calibration",
             {
-                "prepared": prepared.sha256, "data": data.fingerprint, "method": recipe.calibration,
+                "prepared_sha256": prepared.sha256, "data": data.fingerprint, "method": recipe.calibration,
                 "bins": recipe.num_bins, "percentile": recipe.percentile,
                 "batch": recipe.calibration_batch_size, "onnxruntime": onnxruntime.__version__,
             },
@@ -265,10 +274,10 @@ class Suite:
         source = self.onnx(case.model)
         int8 = self._int8_inputs(case) if case.precision is Precision.INT8 else None
         inputs = {
-            "backend": case.backend, "precision": case.precision.value, "onnx": source.sha256,
-            "int8": None if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
+            "backend": case.backend, "precision": case.precision.value, "source_sha256": source.sha256,
+            "int8_sha256": None if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
             "recipe": None if int8 is None else QuantRecipe.for_onnxruntime_cpu(case.recipe).as_dict(),
-            **backend.versions(),
+            "versions": backend.versions(),
         }
         return self.store.get_or_build(
             "artifact", inputs, f"model{backend.artifact_suffix}",

@@ -1,0 +1,55 @@
+"""Case ids and the matrix (pure logic)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptqcore.case import Case, Precision, build_matrix
+
+DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+
+
+def test_case_id_is_readable_and_names_non_default_recipe():
+    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 1, "minmax").id == "densenet169-int8-onnxruntime-cpu-b1"
+    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 8, "entropy").id == "densenet169-int8-onnxruntime-cpu-b8-entropy"
+    assert Case("resnet18", Precision.BASE, "torch", "cpu", 1).id == "resnet18-base-torch-cpu-b1"
+
+
+def test_case_rejects_inconsistent_fields():
+    with pytest.raises(ValueError):
+        Case("m", Precision.INT8, "onnxruntime", "cpu", 1)
+    with pytest.raises(ValueError):
+        Case("m", Precision.FP16, "onnxruntime", "cpu", 1, "minmax")
+    with pytest.raises(ValueError):
+        Case("m", Precision.FP32, "onnxruntime", "cpu", 0)
+
+
+def test_matrix_default_sweep_shape():
+    cases = build_matrix(["a", "b"], list(Precision), ["onnxruntime"], DEVICES, [1])
+    assert [c.id for c in cases[:4]] == [
+        "a-base-torch-cpu-b1", "a-fp32-onnxruntime-cpu-b1", "a-fp16-onnxruntime-cpu-b1", "a-int8-onnxruntime-cpu-b1",
+    ]
+    assert len(cases) == 8
+
+
+names = st.lists(st.sampled_from(["m1", "m2", "m3"]), min_size=1, max_size=4)
+precisions = st.lists(st.sampled_from(list(Precision)), min_size=1, max_size=4)
+backends = st.lists(st.sampled_from(["onnxruntime", "tensorrt"]), min_size=1, max_size=3)
+batches = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=3)
+recipes = st.lists(st.sampled_from(["minmax", "entropy", "percentile"]), min_size=1, max_size=3)
+
+
+@given(names, precisions, backends, batches, recipes)
+def test_matrix_is_complete_and_unique(models, precs, backs, bs, cals):
+    cases = build_matrix(models, precs, backs, DEVICES, bs, cals)
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    expected = 0
+    for _ in set(models):
+        expected += len(set(bs)) if Precision.BASE in precs else 0
+        for precision in set(precs) - {Precision.BASE}:
+            per = len(set(cals)) if precision is Precision.INT8 else 1
+            expected += len(set(backs)) * len(set(bs)) * per
+    assert len(cases) == expected
+    assert all(c.backend == "torch" for c in cases if c.precision is Precision.BASE)
+    assert all(c.device == DEVICES[c.backend] for c in cases)

@@ -1,0 +1,85 @@
+"""Seeded, disjoint splits (property-tested) and the digits data set as loaded for a model."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptqcore.data import load_dataset, seeded_sample, split_pool
+from ptqcore.errors import DataError, UsageError
+from ptqcore.models import Preprocess
+
+
+@given(st.integers(min_value=2, max_value=5000), st.floats(min_value=0.01, max_value=0.99), st.integers(0, 2**31))
+def test_split_pool_is_disjoint_complete_and_seeded(n, fraction, seed):
+    train, evaluation = split_pool(n, fraction, seed)
+    assert set(train).isdisjoint(evaluation)
+    assert sorted(train + evaluation) == list(range(n))
+    assert train and evaluation
+    assert (train, evaluation) == split_pool(n, fraction, seed)
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=300, unique=True), st.data(), st.integers(0, 2**31))
+def test_seeded_sample_is_a_reproducible_subset(indices, data, seed):
+    k = data.draw(st.integers(min_value=1, max_value=len(indices)))
+    picked = seeded_sample(indices, k, seed)
+    assert len(picked) == len(set(picked)) == k
+    assert set(picked) <= set(indices)
+    assert picked == seeded_sample(indices, k, seed)
+
+
+def test_seeded_sample_refuses_more_than_there_is():
+    with pytest.raises(ValueError, match="only 3"):
+        seeded_sample([1, 2, 3], 4, 0)
+
+
+def test_digits_subsets_are_disjoint_real_and_preprocessed():
+    data = load_dataset("digits", Preprocess(32), calibration_size=128, seed=3)
+    assert data.num_classes == 10
+    assert len(data.calibration) == 128
+    assert set(data.calibration) <= set(data.train)
+    # one pool: evaluation indices must never be used for training or calibration
+    assert set(data.evaluation).isdisjoint(data.train)
+    assert len(data.train) + len(data.evaluation) == 1797
+    images, labels = data.eval_part.arrays(data.evaluation[:5])
+    assert images.shape == (5, 3, 32, 32) and images.dtype == np.float32
+    assert set(labels.tolist()) <= set(range(10))
+    assert data.calibration_arrays().shape == (128, 3, 32, 32)
+    assert data.sample_batch(4).shape == (4, 3, 32, 32)
+
+
+def test_digits_fingerprint_follows_seed_and_preprocessing():
+    a = load_dataset("digits", Preprocess(32), seed=0)
+    assert a.fingerprint == load_dataset("digits", Preprocess(32), seed=0).fingerprint
+    assert a.fingerprint != load_dataset("digits", Preprocess(32), seed=1).fingerprint
+    assert a.fingerprint != load_dataset("digits", Preprocess(40), seed=0).fingerprint
+
+
+def test_bad_data_requests_name_the_fix(tmp_path):
+    with pytest.raises(UsageError, match="use one of"):
+        load_dataset("mnist", Preprocess(32))
+    with pytest.raises(DataError, match="--ptq-data-root"):
+        load_dataset("imagefolder", Preprocess(32))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("cifar100", Preprocess(32), root=tmp_path / "missing")
+    with pytest.raises(DataError, match="CIFAR-100 not found"):
+        load_dataset("cifar100", Preprocess(32), root=tmp_path)
+    with pytest.raises(DataError, match="calibration-size"):
+        load_dataset("digits", Preprocess(32), calibration_size=5000)
+
+
+def test_imagefolder_from_a_class_per_folder_tree(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            pixels = rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    data = load_dataset("imagefolder", Preprocess(16), root=tmp_path, calibration_size=4, seed=0)
+    assert data.num_classes == 2
+    assert set(data.evaluation).isdisjoint(data.train)
+    images, labels = data.eval_part.arrays(data.evaluation)
+    assert images.shape[1:] == (3, 16, 16)
+    assert len(labels) == 3  # a quarter of 12

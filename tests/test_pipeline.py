@@ -1,0 +1,163 @@
+"""End to end on the tiny model: train, export, FP16, INT8 (real ONNX Runtime quantization), evaluate.
+
+Everything here is real (torch, ONNX export, onnxruntime.quantization, the digits data set); only
+the model is small, so the whole pipeline runs in seconds.
+"""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from ptqcore.case import Case, Precision
+from ptqcore.errors import ModelLoadError
+from ptqcore.suite import Suite, SuiteOptions
+
+
+def tiny_options(cache, **overrides):
+    settings = dict(models=("tiny",), cache_dir=cache, train_epochs=4, compress_rounds=1, eval_size=200)
+    settings.update(overrides)
+    return SuiteOptions(**settings)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def suite(cache):
+    return Suite(tiny_options(cache))
+
+
+def case(precision, batch=1):
+    if precision is Precision.BASE:
+        return Case("tiny_cnn", precision, "torch", "cpu", batch)
+    return Case("tiny_cnn", precision, "onnxruntime", "cpu", batch, "minmax" if precision is Precision.INT8 else "")
+
+
+def test_base_model_learns_digits(suite):
+    quality = suite.quality(case(Precision.BASE))
+    assert quality["top1"] >= 0.85, quality
+    assert quality["size_reduction"] == 1.0
+
+
+def test_fp32_onnx_matches_pytorch(suite):
+    batch = suite.sample_batch(case(Precision.FP32, 4))
+    with suite.runner(case(Precision.BASE)) as torch_runner, suite.runner(case(Precision.FP32)) as ort_runner:
+        np.testing.assert_allclose(ort_runner.infer(batch), torch_runner.infer(batch), rtol=1e-3, atol=1e-4)
+    quality = suite.quality(case(Precision.FP32))
+    assert quality["agreement_top1"] == 1.0 and abs(quality["accuracy_drop_pp"]) < 1e-9
+
+
+def test_fp16_halves_the_file_and_keeps_predictions(suite):
+    quality = suite.quality(case(Precision.FP16))
+    fp32 = suite.quality(case(Precision.FP32))
+    assert fp32["size_bytes"] / quality["size_bytes"] > 1.6
+    assert quality["agreement_top1"] >= 0.98
+    model = onnx.load(str(suite.artifact(case(Precision.FP16)).path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O stay FP32
+
+
+def test_int8_is_real_qdq_u8s8_per_channel(suite):
+    model = onnx.load(str(suite.artifact(case(Precision.INT8)).path))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    conv_weights = [n.input[1] for n in model.graph.node if n.op_type == "Conv"]
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for name in conv_weights:
+        dq = producers[name]
+        assert dq.op_type == "DequantizeLinear"
+        weight, scale = initializers[dq.input[0]], initializers[dq.input[1]]
+        assert weight.dtype == np.int8
+        assert scale.ndim == 1 and scale.shape[0] == weight.shape[0]  # per output channel
+    activation_zero_points = [initializers[n.input[2]] for n in model.graph.node
+                              if n.op_type == "QuantizeLinear" and n.input[2] in initializers]
+    assert activation_zero_points and all(zp.dtype == np.uint8 for zp in activation_zero_points)
+    quality = suite.quality(case(Precision.INT8))
+    assert quality["agreement_top1"] >= 0.9, quality
+    assert quality["size_bytes"] < suite.quality(case(Precision.FP32))["size_bytes"]
+
+
+def test_compression_round_times_both_phases_without_touching_the_cache(suite, cache):
+    before = sorted(p.name for p in cache.rglob("*"))
+    export_s, build_s = suite.compress_once(case(Precision.INT8))
+    assert export_s > 0 and build_s > 0
+    assert sorted(p.name for p in cache.rglob("*")) == before
+
+
+def test_second_run_reuses_the_cache_and_says_so(suite, cache):
+    suite.quality(case(Precision.INT8))
+    messages = []
+    again = Suite(tiny_options(cache), report=messages.append)
+    assert again.artifact(case(Precision.INT8)).reused
+    assert any(m.startswith("reused cached base model tiny_cnn") for m in messages)
+    assert not any(m.startswith("training") for m in messages)
+
+
+def test_corrupted_cached_onnx_is_rebuilt(tmp_path):
+    cache = tmp_path / "cache"
+    Suite(tiny_options(cache, train_epochs=1)).onnx("tiny_cnn")
+    onnx_file = next(cache.glob("onnx/*/model.onnx"))
+    onnx_file.write_bytes(onnx_file.read_bytes()[:100])
+    messages = []
+    entry = Suite(tiny_options(cache, train_epochs=1), report=messages.append).onnx("tiny_cnn")
+    assert not entry.reused
+    assert any("corrupted" in m for m in messages)
+    onnx.checker.check_model(onnx.load(str(entry.path)))
+
+
+def test_user_torchscript_and_onnx_files(suite, tmp_path):
+    import torch
+
+    base = suite.base_model("tiny_cnn").module
+    scripted = tmp_path / "scripted_tiny.pt"
+    torch.jit.save(torch.jit.script(base), str(scripted))
+    exported = suite.onnx("tiny_cnn").path
+    user = Suite(tiny_options(tmp_path / "c", models=(str(scripted), str(exported)), file_input_size=32))
+    cases = {c.id: reason for c, reason in user.cases()}
+    assert cases["scripted_tiny-base-torch-cpu-b1"] is None
+    assert "no PyTorch base model" in cases["model-base-torch-cpu-b1"]
+    script_quality = user.quality(Case("scripted_tiny", Precision.FP32, "onnxruntime", "cpu", 1))
+    assert script_quality["agreement_top1"] == 1.0
+    onnx_quality = user.quality(Case("model", Precision.INT8, "onnxruntime", "cpu", 1, "minmax"))
+    assert onnx_quality["reference"] == "fp32" and onnx_quality["top1"] > 0.5
+
+
+def test_broken_user_files_fail_clearly(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"nor is this TorchScript")
+    user = Suite(tiny_options(tmp_path / "c", models=(str(broken), str(junk))))
+    with pytest.raises(ModelLoadError, match="not a valid ONNX model"):
+        user.onnx("broken")
+    with pytest.raises(ModelLoadError, match="does not load as TorchScript"):
+        user.base_model("junk")
+    with pytest.raises(ModelLoadError):  # the failure is remembered, not retried
+        user.base_model("junk")
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods_produce_working_int8(tmp_path, suite, method):
+    other = Suite(tiny_options(suite.options.cache_dir, calibrations=(method,)))
+    quality = other.quality(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, method))
+    assert quality["agreement_top1"] >= 0.85, (method, quality)
+
+
+def test_artifacts_of_different_models_never_share_a_cache_entry(suite, tmp_path):
+    """Regression: library versions once overwrote the source hash in the artifact key."""
+    import torch
+
+    from ptqcore.models import get_model_spec
+
+    torch.manual_seed(1)
+    other = tmp_path / "other_tiny.pt"
+    torch.jit.save(torch.jit.script(get_model_spec("tiny_cnn").factory(10).eval()), str(other))
+    both = Suite(tiny_options(suite.options.cache_dir, models=("tiny", str(other)), file_input_size=32))
+    for precision in (Precision.FP32, Precision.FP16, Precision.INT8):
+        recipe = "minmax" if precision is Precision.INT8 else ""
+        mine = both.artifact(Case("tiny_cnn", precision, "onnxruntime", "cpu", 1, recipe))
+        theirs = both.artifact(Case("other_tiny", precision, "onnxruntime", "cpu", 1, recipe))
+        assert mine.path != theirs.path and mine.sha256 != theirs.sha256, precision

@@ -1,0 +1,134 @@
+"""The pytest plugin, driven through pytester: options, usage errors, skips at collection, JSON records.
+
+The full run copies the project's own benchmark files, so what is tested is what users run.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+FAST = [
+    "-p", "ptqcore.plugin", "--ptq-models", "tiny", "--ptq-train-epochs", "3", "--ptq-compress-rounds", "1",
+    "--ptq-compress-warmup", "0", "--ptq-latency-min-time", "0.05", "--ptq-latency-min-rounds", "5",
+    "--ptq-warmup-time", "0.01", "--ptq-eval-size", "120", "-p", "no:cacheprovider", "-ra",
+]
+
+
+@pytest.fixture
+def project(pytester, tmp_path_factory):
+    for source in BENCHMARKS.glob("test_*.py"):
+        pytester.path.joinpath(source.name).write_text(source.read_text())
+    pytester.path.joinpath("thresholds.toml").write_text(
+        '[[overrides]]\nmodels = "tiny_cnn"\nprecision = "int8"\nmin_size_reduction = 1.5\n'
+        'reason = "the tiny model is mostly per-layer overhead, not weights"\n'
+    )
+    cache = tmp_path_factory.mktemp("plugin-cache")
+    return pytester, ["--ptq-cache-dir", str(cache)]
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--ptq-models", "mobilenetv3", "mobilenet_v3_small"),
+        ("--ptq-precisions", "int4", "valid: base, fp32, fp16, int8"),
+        ("--ptq-backends", "openvino", "valid: onnxruntime, tensorrt"),
+        ("--ptq-batch-sizes", "0", "below the minimum 1"),
+        ("--ptq-calibration", "kl", "valid: minmax, entropy, percentile"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_that_list_valid_names(pytester, option, value, expected):
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{option}*{expected}*"])
+
+
+def test_bad_thresholds_file_is_a_usage_error(pytester):
+    pytester.path.joinpath("t.toml").write_text('[[overrides]]\nmodels = "x"\nmax_accuracy_drop_pp = 1\n')
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", "--ptq-thresholds", "t.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*t.toml: override #1: has no reason; fix: add reason*"])
+
+
+def test_missing_data_root_is_a_usage_error(pytester):
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", "--ptq-dataset", "cifar100", "--ptq-data-root", "nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ptq-data-root*nowhere is not a directory*"])
+
+
+def test_data_set_missing_from_its_root_stops_the_run_before_any_case(project):
+    pytester, cache = project
+    empty = pytester.mkdir("empty")
+    result = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-dataset", "cifar100", "--ptq-data-root", str(empty))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*CIFAR-100 not found under*; fix: put the extracted 'cifar-100-python' folder*"])
+
+
+def test_ids_and_skips_are_decided_at_collection(project):
+    pytester, cache = project
+    result = pytester.runpytest_subprocess(
+        *FAST, *cache, "--ptq-backends", "onnxruntime,tensorrt", "--collect-only", "-q", "test_inference.py"
+    )
+    result.stdout.fnmatch_lines([
+        "*test_inference.py::test_latency[[]tiny_cnn-base-torch-cpu-b1[]]",
+        "*test_inference.py::test_latency[[]tiny_cnn-int8-onnxruntime-cpu-b1[]]",
+        "*test_inference.py::test_latency[[]tiny_cnn-int8-tensorrt-cuda-b1[]]",
+    ])
+    run = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-backends", "tensorrt", "--ptq-precisions", "fp16,int8",
+                                        "-rs", "test_inference.py")
+    run.assert_outcomes(skipped=2)
+    run.stdout.fnmatch_lines(["SKIPPED*tiny_cnn-fp16-tensorrt-cuda-b1: TensorRT is not installed*"])
+
+
+def test_full_tiny_run_writes_every_figure_and_record(project):
+    pytester, cache = project
+    result = pytester.runpytest_subprocess(
+        *FAST, *cache, "--ptq-thresholds", "thresholds.toml", "--benchmark-json", "out.json", "--benchmark-save-data",
+        "-k", "not overhead",
+    )
+    result.assert_outcomes(passed=4 + 3 + 3 + 3 + 1)  # latency x4, compression x3, drop x3, size x3, base x1
+    output = json.loads(pytester.path.joinpath("out.json").read_text())
+    required = {"case", "model", "precision", "backend", "device", "batch_size", "dataset", "export_s", "build_s",
+                "size_bytes", "size_bytes_base", "size_reduction", "top1", "top5", "top1_base", "accuracy_drop_pp",
+                "agreement_top1", "latency_ms", "throughput_ips", "schema_version"}
+    latency = [b for b in output["benchmarks"] if b["name"].startswith("test_latency")]
+    assert len(latency) == 4
+    for bench in latency:
+        info = bench["extra_info"]
+        assert required <= set(info), required - set(info)
+        assert set(info["latency_ms"]) >= {"p50", "p90", "p99", "mean", "std", "n"}
+        assert info["latency_ms"]["n"] == len(bench["stats"]["data"]) == info["latency_rounds"]
+        assert info["dataset"] == "digits" and 0 <= info["top1"] <= 1
+        if info["precision"] != "base":
+            assert info["export_s"] > 0 and info["build_s"] > 0 and info["size_reduction"] > 0
+    records = {r["case"]: r for r in output["ptqcore"]["records"]}
+    assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["limits"]["reason"].startswith("the tiny model")
+    assert output["ptqcore"]["schema_version"] == 1
+    # the second run reuses every artifact and says so
+    again = pytester.runpytest_subprocess(*FAST, *cache, "-k", "int8 and latency", "-s")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*reused cached int8 onnxruntime artifact of tiny_cnn*"])
+
+
+def test_a_failing_case_leaves_the_others_and_is_recorded(project):
+    pytester, cache = project
+    pytester.path.joinpath("strict.toml").write_text(
+        '[defaults.fp16]\nmin_size_reduction = 50\n'
+        '[[overrides]]\nmodels = "tiny_cnn"\nprecision = "int8"\nmin_size_reduction = 1.5\nreason = "tiny"\n'
+    )
+    result = pytester.runpytest_subprocess(
+        *FAST, *cache, "--ptq-thresholds", "strict.toml", "--benchmark-json", "out.json", "test_thresholds.py",
+        "test_inference.py",
+    )
+    result.assert_outcomes(passed=10, failed=1)
+    result.stdout.fnmatch_lines([
+        "*x < 50.0x (defaults in strict.toml)*",
+        "FAILED*test_size_reduction[[]tiny_cnn-fp16-onnxruntime-cpu-b1[]]*",
+    ])
+    records = {r["case"]: r for r in json.loads(pytester.path.joinpath("out.json").read_text())["ptqcore"]["records"]}
+    assert records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["status"] == "failed"
+    assert "test_size_reduction" in records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["problems"][0]
+    assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["status"] == "passed"
