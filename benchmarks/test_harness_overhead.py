@@ -29,7 +29,6 @@ def test_harness_overhead(ptq_suite, benchmark):
     if "onnxruntime" not in ptq_suite.options.backends:
         pytest.skip("the overhead check times an onnxruntime fp32 case; onnxruntime is not selected")
     case = Case(next(iter(ptq_suite.specs)), Precision.FP32, "onnxruntime", "cpu", 1)
-    ptq_suite.book.record(case)
     batch = ptq_suite.sample_batch(case)
     options = ptq_suite.options
     plan = LatencyPlan(options.latency_min_rounds, options.latency_min_seconds, options.latency_max_rounds,

@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FAST = [
-    "-p", "ptqcore.plugin", "--ptq-models", "tiny", "--ptq-train-epochs", "3", "--ptq-compress-rounds", "1",
+    "-p", "ptqcore.plugin", "--ptq-models", "tiny", "--ptq-train-epochs", "6", "--ptq-compress-rounds", "1",
     "--ptq-compress-warmup", "0", "--ptq-latency-min-time", "0.05", "--ptq-latency-min-rounds", "5",
     "--ptq-warmup-time", "0.01", "--ptq-eval-size", "120", "-p", "no:cacheprovider", "-ra",
 ]
@@ -67,6 +67,13 @@ def test_data_set_missing_from_its_root_stops_the_run_before_any_case(project):
     result.stderr.fnmatch_lines(["*CIFAR-100 not found under*; fix: put the extracted 'cifar-100-python' folder*"])
 
 
+def test_broken_model_file_is_a_usage_error(pytester):
+    pytester.path.joinpath("broken.onnx").write_bytes(b"not a protobuf")
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", "--ptq-models", "broken.onnx")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*broken.onnx is not a valid ONNX model*; fix: re-export it*"])
+
+
 def test_ids_and_skips_are_decided_at_collection(project):
     pytester, cache = project
     result = pytester.runpytest_subprocess(
@@ -78,9 +85,28 @@ def test_ids_and_skips_are_decided_at_collection(project):
         "*test_inference.py::test_latency[[]tiny_cnn-int8-tensorrt-cuda-b1[]]",
     ])
     run = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-backends", "tensorrt", "--ptq-precisions", "fp16,int8",
-                                        "-rs", "test_inference.py")
+                                        "-rs", "test_inference.py", "--benchmark-json", "skipped.json")
     run.assert_outcomes(skipped=2)
     run.stdout.fnmatch_lines(["SKIPPED*tiny_cnn-fp16-tensorrt-cuda-b1: TensorRT is not installed*"])
+    # no benchmark ran, so pytest-benchmark wrote nothing: the records are kept all the same
+    output = json.loads(pytester.path.joinpath("skipped.json").read_text())
+    assert output["benchmarks"] == []
+    assert {r["case"]: r["status"] for r in output["ptqcore"]["records"]} == {
+        "tiny_cnn-fp16-tensorrt-cuda-b1": "skipped", "tiny_cnn-int8-tensorrt-cuda-b1": "skipped",
+    }
+    assert all("TensorRT" in r["skip_reason"] for r in output["ptqcore"]["records"])
+
+
+def test_json_dir_stores_runs_outside_python_versioned_folders(project):
+    pytester, cache = project
+    result = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-json-dir", "runs", "-k", "base and latency")
+    result.assert_outcomes(passed=1)
+    (saved,) = pytester.path.joinpath("runs").glob("*.json")
+    output = json.loads(saved.read_text())
+    assert [b["extra_info"]["case"] for b in output["benchmarks"]] == ["tiny_cnn-base-torch-cpu-b1"]
+    environment = output["machine_info"]["ptqcore"]["environment"]
+    assert {"device_model", "l4t", "jetpack", "cuda", "tensorrt", "torch"} <= set(environment)
+    assert environment["onnxruntime"] not in ("", "unknown")  # installed wherever these tests run
 
 
 def test_full_tiny_run_writes_every_figure_and_record(project):

@@ -70,7 +70,7 @@ class SuiteOptions:
     image_size: Optional[int] = None
     opset: int = DEFAULT_OPSET
     exporter: str = "legacy"
-    compress_rounds: int = 5
+    compress_rounds: int = 3
     compress_warmup: int = 1
     latency_min_rounds: int = 20
     latency_min_seconds: float = 1.0
@@ -79,7 +79,7 @@ class SuiteOptions:
     warmup_seconds: float = 0.5
     threads: int = 0
     seed: int = 0
-    train_epochs: int = 6
+    train_epochs: int = 8
     file_input_size: int = 224
     file_mean: Tuple[float, float, float] = IMAGENET_MEAN
     file_std: Tuple[float, float, float] = IMAGENET_STD
@@ -123,6 +123,16 @@ class Suite:
                 spec = spec_from_file(item.strip(), self.options.file_input_size, self.options.file_mean, self.options.file_std)
                 specs[spec.name] = spec
         return specs
+
+    def check_model_files(self) -> None:
+        """Load every user model file once, so a broken file is reported before any case runs."""
+        from .training import load_torchscript
+
+        for spec in self.specs.values():
+            if spec.source == "onnx":
+                check_onnx(spec.path)
+            elif spec.source == "torchscript":
+                load_torchscript(spec.path)
 
     def cases(self) -> List[Tuple[Case, Optional[str]]]:
         """Every case of the matrix with the reason it cannot run here (None if it can)."""

@@ -33,9 +33,9 @@ WEIGHT_MODES = ("auto", "train", "head", "imagenet")
 class TrainRecipe:
     """How a base model (or its new head) is trained: AdamW with a one-cycle schedule."""
 
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 32
-    lr: float = 5e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
 
