@@ -16,6 +16,14 @@ A thresholds file is TOML::
     max_accuracy_drop_pp = 4.0
     reason = "why this model is allowed more"   # required
 
+    [compare]                       # `ptqcore compare`: when a candidate run is worse than its baseline
+    latency_factor = 1.10           # slower by more than this factor (and significant, below)
+    p_value = 0.002                 # Mann-Whitney U on the raw latency samples, two-sided
+    accuracy_pp = 0.5               # top-1 lower by more than this many percentage points
+    size_factor = 1.10              # artifact larger by more than this factor
+    build_factor = 1.5              # export or build slower by more than this factor
+    energy_factor = 1.10            # more energy per inference by more than this factor
+
 The file's values are merged over :data:`DEFAULTS`. Any mistake (unknown key, wrong type, an
 override without a reason) is a :class:`ThresholdsError` that names the file, the place and the fix.
 """
@@ -36,6 +44,7 @@ else:  # pragma: no cover - exercised on Python 3.8-3.10 (JetPack 5 and 6)
     import tomli as tomllib
 
 LIMIT_KEYS = ("max_accuracy_drop_pp", "min_size_reduction")
+COMPARE_KEYS = ("latency_factor", "p_value", "accuracy_pp", "size_factor", "build_factor", "energy_factor")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -58,6 +67,43 @@ DEFAULT_BASE_TOP1 = {"digits": 0.90}
 
 
 @dataclass(frozen=True)
+class CompareLimits:
+    """When ``ptqcore compare`` calls a metric of a candidate run a regression (see :mod:`ptqcore.compare`).
+
+    Factors are candidate / baseline ratios (> 1 is worse) and must be >= 1; ``p_value`` is the
+    significance level of the Mann-Whitney U test on latency samples (asv's 0.002);
+    ``accuracy_pp`` is a top-1 drop in percentage points. Build and export times are noisy, hence
+    their larger factor.
+    """
+
+    latency_factor: float = 1.10
+    p_value: float = 0.002
+    accuracy_pp: float = 0.5
+    size_factor: float = 1.10
+    build_factor: float = 1.5
+    energy_factor: float = 1.10
+
+    def __post_init__(self) -> None:
+        for name in COMPARE_KEYS:
+            problem = compare_value_problem(name, getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+
+
+def compare_value_problem(name: str, value) -> Optional[str]:
+    """Why ``value`` cannot be the compare limit ``name`` (None when it can)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return f"{value!r} is not a number"
+    if name == "p_value" and not 0 < value < 1:
+        return f"{value!r} is not a probability strictly between 0 and 1"
+    if name == "accuracy_pp" and value < 0:
+        return f"{value!r} is negative"
+    if name.endswith("_factor") and value < 1:
+        return f"{value!r} is below 1 (a factor is candidate / baseline, e.g. 1.10)"
+    return None
+
+
+@dataclass(frozen=True)
 class Override:
     models: str
     precision: str
@@ -74,6 +120,7 @@ class Thresholds:
     base_top1: Mapping[str, float]
     overrides: tuple = ()
     source: str = "built-in defaults"
+    compare: CompareLimits = CompareLimits()
 
     def limits_for(self, model: str, precision: str, backend: str) -> Limits:
         limits = self.defaults.get(precision, Limits())
@@ -94,8 +141,11 @@ def default_thresholds() -> Thresholds:
     return Thresholds(dict(DEFAULTS), dict(DEFAULT_BASE_TOP1))
 
 
-def load_thresholds(path: Optional[Path]) -> Thresholds:
-    """The built-in defaults, with the file at ``path`` (if any) merged over them."""
+def load_thresholds(path: Optional[Path], option: str = "--ptq-thresholds") -> Thresholds:
+    """The built-in defaults, with the file at ``path`` (if any) merged over them.
+
+    ``option`` names the command-line option that gave ``path``, for the error message.
+    """
     if path is None:
         return default_thresholds()
     path = Path(path).expanduser()
@@ -103,7 +153,7 @@ def load_thresholds(path: Optional[Path]) -> Thresholds:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
     except FileNotFoundError:
-        raise ThresholdsError(f"thresholds file {path} does not exist", "check the --ptq-thresholds path") from None
+        raise ThresholdsError(f"thresholds file {path} does not exist", f"check the {option} path") from None
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ThresholdsError(f"thresholds file {path} is not readable TOML ({err})", "fix the TOML syntax") from None
     return parse_thresholds(document, str(path))
@@ -115,9 +165,13 @@ def parse_thresholds(document: Mapping, source: str = "<thresholds>") -> Thresho
     def fail(where: str, problem: str, fix: str) -> None:
         raise ThresholdsError(f"{source}: {where}: {problem}", fix)
 
-    unknown = set(document) - {"defaults", "datasets", "overrides"}
+    unknown = set(document) - {"defaults", "datasets", "overrides", "compare"}
     if unknown:
-        fail("top level", f"unknown table(s) {sorted(unknown)}", "use [defaults.PRECISION], [datasets.NAME], [[overrides]]")
+        fail(
+            "top level",
+            f"unknown table(s) {sorted(unknown)}",
+            "use [defaults.PRECISION], [datasets.NAME], [[overrides]], [compare]",
+        )
     defaults = dict(DEFAULTS)
     for precision, table in _table(document.get("defaults", {}), "defaults", fail).items():
         if precision not in PRECISIONS:
@@ -155,7 +209,19 @@ def parse_thresholds(document: Mapping, source: str = "<thresholds>") -> Thresho
         if not values:
             fail(where, "sets no limit", f"set one of {', '.join(LIMIT_KEYS)}")
         overrides.append(Override(models, precision, backend, values, reason.strip()))
-    return Thresholds(defaults, base_top1, tuple(overrides), source)
+    return Thresholds(defaults, base_top1, tuple(overrides), source, _compare_limits(document, fail))
+
+
+def _compare_limits(document: Mapping, fail) -> CompareLimits:
+    table = _table(document.get("compare", {}), "compare", fail)
+    extra = set(table) - set(COMPARE_KEYS)
+    if extra:
+        fail("[compare]", f"unknown key(s) {sorted(extra)}", f"use {', '.join(COMPARE_KEYS)}")
+    for key, value in table.items():
+        problem = compare_value_problem(key, value)
+        if problem:
+            fail(f"[compare] {key}", problem, f"write e.g. {key} = {getattr(CompareLimits(), key)}")
+    return CompareLimits(**{key: float(value) for key, value in table.items()})
 
 
 def _table(value, where: str, fail) -> Mapping:

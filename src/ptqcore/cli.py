@@ -1,0 +1,120 @@
+"""The ``ptqcore`` console script.
+
+``ptqcore compare BASELINE.json CANDIDATE.json [MORE_CANDIDATES...]`` judges each candidate run
+against the baseline (see :mod:`ptqcore.compare`) and prints an aligned table, or Markdown with
+``--markdown``; ``--json FILE`` also writes the verdicts as JSON. Limits come from the built-in
+defaults, then the ``[compare]`` table of ``--thresholds FILE``, then the options.
+
+Exit codes: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
+(a message on stderr, never a traceback) or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from . import __version__
+from .compare import compare_runs, load_runs
+from .errors import PtqError
+from .render import comparisons_json, render_markdown, render_text
+from .thresholds import CompareLimits, compare_value_problem, load_thresholds
+
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+#: The limit options: each sets the CompareLimits field of the same name.
+LIMIT_OPTIONS = {
+    "latency_factor": "slower than this factor (and significant) is a latency regression",
+    "p_value": "significance level of the Mann-Whitney U test on raw latency samples",
+    "accuracy_pp": "a top-1 drop of more than this many percentage points is a regression",
+    "size_factor": "an artifact larger than this factor is a regression",
+    "build_factor": "export or build time above this factor is a regression",
+    "energy_factor": "energy per inference above this factor is a regression",
+}
+
+
+def _limit(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        problem = compare_value_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptqcore", description="ptqcore: post-training quantization benchmarks")
+    parser.add_argument("--version", action="version", version=f"ptqcore {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare = commands.add_parser(
+        "compare",
+        help="compare benchmark runs and fail on regressions",
+        description="Compare candidate runs (pytest --benchmark-json files of the ptqcore suite) with a baseline."
+        " Exit code 0: no regression, 1: a regression, 2: unusable input.",
+    )
+    compare.add_argument("baseline", type=Path, metavar="BASELINE.json")
+    compare.add_argument("candidates", type=Path, nargs="+", metavar="CANDIDATE.json")
+    defaults = CompareLimits()
+    for name, help_text in LIMIT_OPTIONS.items():
+        compare.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_limit(name),
+            default=None,
+            metavar="X",
+            help=f"{help_text} (default: {getattr(defaults, name):g}, or the thresholds file's [compare] table)",
+        )
+    compare.add_argument(
+        "--thresholds",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML thresholds file; its [compare] table sets the limits the options do not",
+    )
+    compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
+    compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the verdicts as JSON")
+    compare.set_defaults(handler=run_compare)
+    return parser
+
+
+def run_compare(args: argparse.Namespace, out) -> int:
+    """The ``compare`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
+    limits = load_thresholds(args.thresholds, option="--thresholds").compare
+    limits = replace(limits, **{name: getattr(args, name) for name in LIMIT_OPTIONS if getattr(args, name) is not None})
+    baseline, *candidates = load_runs([args.baseline, *args.candidates])
+    comparisons = [compare_runs(baseline, candidate, limits) for candidate in candidates]
+    if args.json is not None:
+        try:
+            args.json.write_text(comparisons_json(comparisons), encoding="utf-8")
+        except OSError as err:
+            raise PtqError(f"cannot write {args.json} ({err.strerror})", "pass a writable --json path") from None
+    render = render_markdown if args.markdown else render_text
+    out.write("\n".join(render(comparison) for comparison in comparisons))
+    return EXIT_REGRESSION if any(comparison.regressed for comparison in comparisons) else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    The console script's wrapper passes the return value to ``sys.exit``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed the usage error (2) or help/version (0)
+        return int(exit_.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        return args.handler(args, sys.stdout)
+    except PtqError as error:
+        print(f"ptqcore {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE

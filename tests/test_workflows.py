@@ -1,0 +1,108 @@
+"""The GitHub workflows pass the workflow schema (offline) and do what the README says they do."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML  # a dependency of check-jsonschema (the test extra)
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+
+
+def lint(*paths):
+    """check-jsonschema with its vendored GitHub workflow schema; any network use fails (dead proxy)."""
+    env = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    command = [
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *map(str, paths),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def load(name):
+    return YAML(typ="safe").load((WORKFLOWS / name).read_text())
+
+
+def steps_running(job, text):
+    return [step for step in job["steps"] if text in step.get("run", "")]
+
+
+def test_both_workflows_exist():
+    assert [path.name for path in FILES] == ["jetson-benchmarks.yml", "tests.yml"]
+
+
+def test_workflows_pass_the_schema_offline():
+    done = lint(*FILES)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_linter_rejects_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text((WORKFLOWS / "tests.yml").read_text().replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    done = lint(broken)
+    assert done.returncode == 1 and "runs-on" in done.stdout
+
+
+def test_hosted_workflow_runs_the_readme_test_command_on_python_3_11():
+    readme = (ROOT / "README.md").read_text()
+    test_command = re.findall(r"```bash\n(.+?)\n```", readme)[1]
+    (job,) = load("tests.yml")["jobs"].values()
+    assert job["runs-on"].startswith("ubuntu-")
+    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+    assert str(setup["with"]["python-version"]) == "3.11"
+    assert [step["run"].strip() for step in steps_running(job, "pytest tests/")] == [test_command]
+
+
+@pytest.fixture(scope="module")
+def jetson():
+    return load("jetson-benchmarks.yml")
+
+
+def test_jetson_matrix_runs_on_self_hosted_runners_by_device_label(jetson):
+    (job,) = jetson["jobs"].values()
+    entries = job["strategy"]["matrix"]["include"]
+    assert [entry["runner"] for entry in entries] == [
+        ["self-hosted", "jetson", "jp5"],
+        ["self-hosted", "jetson", "jp6"],
+    ]
+    assert all(entry["label"] == entry["runner"][-1] for entry in entries)
+    assert job["runs-on"] == "${{ matrix.runner }}"
+    assert job["strategy"]["fail-fast"] is False
+
+
+def test_jetson_job_benchmarks_uploads_compares_and_promotes(jetson):
+    (job,) = jetson["jobs"].values()
+    (bench,) = steps_running(job, "pytest benchmarks/")
+    assert '--benchmark-json "$RESULT"' in bench["run"] and "--benchmark-save-data" in bench["run"]
+    assert job["env"]["RESULT"] == "results/${{ matrix.label }}.json"
+    assert job["env"]["BASELINE"] == "baselines/${{ matrix.label }}.json"
+    upload = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["if"] == "${{ !cancelled() }}"
+    (compare,) = steps_running(job, "ptqcore compare")
+    assert re.search(r'ptqcore compare "\$BASELINE" "\$RESULT" --markdown .*>> "\$GITHUB_STEP_SUMMARY"', compare["run"])
+    assert "continue-on-error" in compare  # only while promoting: a regression does not block the promotion
+    promote_input = jetson["on"]["workflow_dispatch"]["inputs"]["promote"]
+    assert (promote_input["type"], promote_input["default"]) == ("boolean", False)
+    (promote,) = steps_running(job, 'cp "$RESULT" "$BASELINE"')
+    assert "inputs.promote" in promote["if"] and "git push" in promote["run"] and "git commit" in promote["run"]
+    assert jetson["permissions"] == {"contents": "write"}
+    assert "pull_request" not in jetson["on"]  # never run forks' code on the self-hosted boards
+
+
+def test_every_run_script_is_valid_bash():
+    for path in FILES:
+        for job in YAML(typ="safe").load(path.read_text())["jobs"].values():
+            for step in job["steps"]:
+                if "run" in step:
+                    script = re.sub(r"\$\{\{.*?\}\}", "X", step["run"])
+                    done = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+                    assert done.returncode == 0, (path.name, step.get("name"), done.stderr)
