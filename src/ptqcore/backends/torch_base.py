@@ -1,10 +1,11 @@
-"""The base case: the PyTorch FP32 model itself, run eagerly (the study's reference)."""
+"""The base case: the PyTorch FP32 model itself, run eagerly (the study's reference), on the CPU or a GPU."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .base import Runner
+from .cuda import CudaDevice, GpuRunner, GpuTimer
 
 
 class TorchRunner(Runner):
@@ -35,3 +36,48 @@ class TorchRunner(Runner):
 
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()
+
+
+class TorchCudaRunner(GpuRunner):
+    """Runs a copy of the PyTorch FP32 base model on a CUDA GPU, as the study did on the Jetson.
+
+    Same rules as the TensorRT runner: work goes to a dedicated stream; ``infer`` copies the batch
+    to the device, runs the model, copies the logits back and returns only after the stream has
+    finished (end-to-end); the model call alone is timed with CUDA events into ``gpu_compute_ms``.
+    The model given is copied to the device in ``activate`` and the copy dropped in
+    ``deactivate``, so the CPU model other runners use is left untouched. ``device`` is a
+    :class:`~ptqcore.backends.cuda.CudaDevice` (or a stand-in in tests).
+    """
+
+    def __init__(self, model, device_index: int = 0, device=None) -> None:
+        self.model = model
+        self._device_index = device_index
+        self._device = device
+        self._module = None
+        self._stream = None
+
+    def activate(self) -> None:
+        device = self._device = self._device or CudaDevice(self._device_index)
+        self._module = device.module_copy(self.model).eval()
+        self._stream = device.new_stream()
+        self._timer = GpuTimer(device)
+
+    def deactivate(self) -> None:
+        self._module = self._stream = None
+        if self._device is not None:
+            self._device.release()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        device = self._device
+        with torch.inference_mode(), device.on(self._stream):
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(
+                device.torch_device, non_blocking=True
+            )
+            with self._timer.region(self._stream):
+                logits = self._module(inputs)
+            host = logits.to("cpu", non_blocking=True)
+        device.synchronize(self._stream)
+        self._timer.collect()
+        return host.numpy()

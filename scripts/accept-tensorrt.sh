@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Acceptance of ptqcore's TensorRT backend on a Jetson or a GPU machine (see README, "TensorRT").
+#
+#   scripts/accept-tensorrt.sh [OUT_DIR]
+#
+# 1. creates (or reuses) a virtual environment with --system-site-packages, so JetPack's tensorrt and
+#    NVIDIA's torch are visible in it, and installs ptqcore into it;
+# 2. runs the suite on TensorRT for two models, every precision (base, FP32, FP16, INT8);
+# 3. runs trtexec --loadEngine on each engine the suite timed, with pinned settings, and compares
+#    trtexec's GPU compute median with ptqcore's gpu_compute_ms p50 (PASS within 5%).
+#
+# Environment: PTQ_VENV (default .venv-tensorrt), PTQ_MODELS (default mobilenet_v3_small,resnet18),
+# PTQ_TOLERANCE (default 0.05), TRTEXEC (default: PATH, then /usr/src/tensorrt/bin/trtexec),
+# PTQ_PYTHON (default python3). Exit status: 0 all engines PASS, 1 otherwise, 2 setup failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-$ROOT/accept-tensorrt}"
+VENV="${PTQ_VENV:-$ROOT/.venv-tensorrt}"
+MODELS="${PTQ_MODELS:-mobilenet_v3_small,resnet18}"
+TOLERANCE="${PTQ_TOLERANCE:-0.05}"
+mkdir -p "$OUT"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "${PTQ_PYTHON:-python3}" -m venv --system-site-packages "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --upgrade pip  # JetPack 5's pip is too old for pyproject editable installs
+"$VENV/bin/pip" install --quiet -e "$ROOT"
+
+if ! "$VENV/bin/python" - <<'EOF'
+import sys
+from ptqcore.backends import tensorrt_unavailable_reason
+reason = tensorrt_unavailable_reason()
+if reason:
+    sys.exit(f"error: {reason}")
+import tensorrt, torch
+print(f"TensorRT {tensorrt.__version__}, torch {torch.__version__}, GPU {torch.cuda.get_device_name(0)}")
+EOF
+then
+    exit 2
+fi
+
+# A failing accuracy or size threshold must not stop the timing comparison: keep pytest's status.
+set +e
+"$VENV/bin/pytest" "$ROOT/benchmarks/" -p no:cacheprovider \
+    --ptq-backends tensorrt --ptq-models "$MODELS" \
+    --benchmark-json "$OUT/run.json" 2>&1 | tee "$OUT/pytest.log"
+PYTEST_STATUS=${PIPESTATUS[0]}
+set -e
+echo "pytest exited $PYTEST_STATUS (log: $OUT/pytest.log)"
+if [ ! -s "$OUT/run.json" ]; then
+    echo "error: the suite wrote no $OUT/run.json" >&2
+    exit 2
+fi
+
+"$VENV/bin/python" "$ROOT/scripts/accept_tensorrt.py" "$OUT/run.json" \
+    --tolerance "$TOLERANCE" --logs "$OUT/trtexec" ${TRTEXEC:+--trtexec "$TRTEXEC"} | tee "$OUT/verdict.txt"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,126 @@
+"""The acceptance helper ``scripts/accept_tensorrt.py``: trtexec output, pinned flags, records, verdicts.
+
+The trtexec outputs are the 8.5 and 10.3 samples in ``tests/data/tensorrt/``; the end-to-end test
+stands a shell script in for trtexec that prints one of them.
+"""
+
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "tensorrt"
+_spec = importlib.util.spec_from_file_location("accept_tensorrt", ROOT / "scripts" / "accept_tensorrt.py")
+accept = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = accept  # dataclasses look their module up
+_spec.loader.exec_module(accept)
+
+
+@pytest.mark.parametrize("log, version, median, p99", [
+    ("trtexec-8.5.2.log", "8.5.2", 1.16504, 1.26416),
+    ("trtexec-10.3.0.log", "10.3.0", 8.07617, 8.40991),
+])
+def test_gpu_compute_time_and_version_are_read_from_trtexec_output(log, version, median, p99):
+    text = (DATA / log).read_text()
+    stats = accept.parse_gpu_compute(text)
+    assert stats["median"] == median and stats["p99"] == p99
+    assert set(stats) == {"min", "max", "mean", "median", "p90", "p95", "p99"}
+    assert accept.trtexec_version(text) == version
+
+
+def test_older_summaries_and_banner_versions():
+    line = "[05/29/2022-21:55:54] [I] GPU Compute Time: min = 33.4643 ms, max = 34.8665 ms, mean = 33.664 ms, median = 33.5995 ms, percentile(99%) = 34.8665 ms"
+    assert accept.parse_gpu_compute(line) == {"min": 33.4643, "max": 34.8665, "mean": 33.664, "median": 33.5995, "p99": 34.8665}
+    assert accept.parse_gpu_compute("[I] Total GPU Compute Time: 2.9 s\n") is None
+    assert accept.trtexec_version("&&&& PASSED TensorRT.trtexec [TensorRT v8401]") == "8.4.1"
+    assert accept.trtexec_version("&&&& PASSED TensorRT.trtexec [TensorRT v101100]") == "10.11.0"
+
+
+def test_flags_are_pinned_and_limited_to_what_this_trtexec_knows():
+    help_8 = "  --useSpinWait  Actively synchronize\n  --noDataTransfers  Disable DMA\n  --useCudaGraph  Use CUDA graph\n"
+    help_11 = help_8 + "  --noCudaGraph  Disable CUDA graph\n"
+    base = ["--iterations=200", "--warmUp=500", "--duration=0", "--useSpinWait", "--noDataTransfers"]
+    assert accept.pinned_flags(help_8, 200) == base
+    assert accept.pinned_flags(help_11, 200) == base + ["--noCudaGraph"]
+    assert accept.pinned_flags("", 200) == base[:3]
+
+
+def record(case, status="passed", engine="/e.engine", p50=1.2, shape=None, backend="tensorrt"):
+    out = {"case": case, "backend": backend, "status": status, "engine_path": engine,
+           "gpu_compute_ms": None if p50 is None else {"p50": p50, "p90": p50}}
+    if shape:
+        out["engine_input_shape"] = shape
+    return out
+
+
+def test_tensorrt_records_are_taken_from_the_run():
+    document = {"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
+        record("m-fp16-tensorrt-cuda-b1"), record("m-int8-onnxruntime-cpu-b1", backend="onnxruntime"),
+        record("m-int8-tensorrt-cuda-b1", status="skipped"), record("m-fp32-tensorrt-cuda-b1", p50=None),
+    ]}}
+    cases = accept.tensorrt_cases(document)
+    assert [c.case for c in cases] == ["m-fp16-tensorrt-cuda-b1", "m-fp32-tensorrt-cuda-b1"]
+    assert cases[0].gpu_compute_p50_ms == 1.2 and cases[1].gpu_compute_p50_ms is None
+
+
+def test_verdict_is_within_five_percent():
+    assert accept.verdict(1.05, 1.0) == "PASS" and accept.verdict(0.951, 1.0) == "PASS"
+    assert accept.verdict(1.06, 1.0) == "FAIL" and accept.verdict(0.94, 1.0) == "FAIL"
+    assert accept.verdict(None, 1.0) == "FAIL" and accept.verdict(1.0, None) == "FAIL"
+    assert accept.verdict(1.08, 1.0, tolerance=0.1) == "PASS"
+
+
+def test_end_to_end_with_a_stand_in_trtexec(tmp_path, capsys):
+    log = DATA / "trtexec-8.5.2.log"
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--help" ]; then echo "--useSpinWait --noDataTransfers --useCudaGraph"; exit 0; fi\n'
+        f'echo "$@" > {tmp_path / "args"}\ncat {log}\n'
+    )
+    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
+        record("mobilenet_v3_small-fp16-tensorrt-cuda-b1", engine=str(tmp_path / "a.engine"), p50=1.18,
+               shape={"input": [1, 3, 224, 224]}),
+        record("resnet18-int8-tensorrt-cuda-b1", engine=str(tmp_path / "b.engine"), p50=1.40,
+               shape={"input": [1, 3, 224, 224]}),
+        record("resnet18-fp32-tensorrt-cuda-b1", status="failed", p50=None),
+    ]}}))
+    status = accept.main([str(run), "--trtexec", str(trtexec), "--iterations", "50", "--logs", str(tmp_path / "logs")])
+    out = capsys.readouterr().out
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["case", "ptqcore"]
+    assert "mobilenet_v3_small-fp16-tensorrt-cuda-b1" in lines[1] and "PASS" in lines[1] and "+1.3%" in lines[1]
+    assert "FAIL" in lines[2] and "+20.2%" in lines[2]
+    assert "FAIL" in lines[3] and "case failed, no gpu_compute_ms" in lines[3]
+    assert lines[-1].startswith("FAIL: 1 of 3 engines within 5%")
+    args = (tmp_path / "args").read_text().split()
+    assert args[:1] == [f"--loadEngine={tmp_path / 'b.engine'}"]
+    assert {"--iterations=50", "--useSpinWait", "--noDataTransfers", "--shapes=input:1x3x224x224"} <= set(args)
+    assert "--useCudaGraph" not in args
+    assert (tmp_path / "logs" / "resnet18-int8-tensorrt-cuda-b1.log").is_file()
+
+
+def test_unusable_input_exits_2(tmp_path, capsys):
+    assert accept.main([str(tmp_path / "missing.json"), "--trtexec", "/bin/true"]) == 2
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": []}}))
+    assert accept.main([str(run), "--trtexec", "/bin/true"]) == 2
+    assert "no TensorRT case" in capsys.readouterr().err
+    if not os.path.exists(accept.JETPACK_TRTEXEC):
+        assert accept.main([str(run), "--trtexec", str(tmp_path / "nope")]) == 2
+
+
+def test_the_shell_script_runs_the_documented_steps():
+    script = (ROOT / "scripts" / "accept-tensorrt.sh").read_text()
+    assert "--system-site-packages" in script
+    assert "--ptq-backends tensorrt" in script and "mobilenet_v3_small,resnet18" in script
+    assert "--benchmark-json" in script and "accept_tensorrt.py" in script
+    assert os.access(ROOT / "scripts" / "accept-tensorrt.sh", os.X_OK)

@@ -1,0 +1,144 @@
+"""The GPU runners, driven through fake TensorRT modules and a CPU stand-in for the CUDA device.
+
+What is checked is what the runners do, not GPU timing: which execute API each version gets,
+that buffers are the device tensors' addresses, that ``infer`` copies in, executes, copies out and
+synchronizes, chunking of large batches, one ``gpu_compute_ms`` figure per execute, CUDA-graph
+capture after warm-up, and that the base model runs on a copy.
+"""
+
+import numpy as np
+import pytest
+import torch
+from fakes.devices import FakeCudaDevice
+from fakes.tensorrt_fakes import FAKE_VERSIONS, make_tensorrt
+
+from ptqcore.backends.tensorrt import TrtBuildOptions, TrtRunner, engine_from_onnx
+from ptqcore.backends.torch_base import TorchCudaRunner, TorchRunner
+from ptqcore.errors import BuildError
+from ptqcore.export import onnx_from_torch
+
+CLASSES = 5
+
+
+def expected_logits(batch):
+    """What the fake execution context computes: mean(input[n]) * (c + 1)."""
+    return batch.reshape(len(batch), -1).mean(axis=1, keepdims=True) * np.arange(1, CLASSES + 1, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, CLASSES)).eval()
+    return onnx_from_torch(net, tmp_path_factory.mktemp("onnx") / "model.onnx", 8)
+
+
+def engine(onnx_model, tmp_path, version, batch_size=4):
+    trt = make_tensorrt(version)
+    info = engine_from_onnx(onnx_model, tmp_path / "model.engine", "fp16", TrtBuildOptions(batch_size=batch_size), trt=trt)
+    trt.calls.clear()
+    return trt, info.engine_path
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
+def test_each_version_runs_through_its_execute_api_on_the_runners_stream(onnx_model, tmp_path, version):
+    trt, path = engine(onnx_model, tmp_path, version)
+    device = FakeCudaDevice(trt)
+    with TrtRunner(path, trt=trt, device=device) as runner:
+        batch = images(4)
+        np.testing.assert_allclose(runner.infer(batch), expected_logits(batch), rtol=1e-5, atol=1e-6)
+        stream = runner._stream.cuda_stream
+    if version == "8.4.1.5":
+        (call,) = trt.calls_named("execute_async_v2")
+        assert call[2] == stream and all(call[1]) and trt.calls_named("set_binding_shape")
+        assert set(call[1]) <= set(trt.memory)  # the bindings are the device tensors' addresses
+    else:
+        assert trt.calls_named("execute_async_v3") == [("execute_async_v3", stream)]
+        assert trt.calls_named("execute_async_v2") == []
+        addresses = {name: address for _, name, address in trt.calls_named("set_tensor_address")}
+        assert set(addresses) == {"input", "logits"} and set(addresses.values()) <= set(trt.memory)
+    assert device.calls["synchronize"] == 1 and device.calls["release"] == 1
+
+
+def test_buffers_are_allocated_once_for_the_largest_profile_shape(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "10.3.0.30", batch_size=4)
+    device = FakeCudaDevice(trt)
+    with TrtRunner(path, trt=trt, device=device) as runner:
+        assert device.calls["empty"] == 2 and device.calls["pinned"] == 2  # input and output, device and host
+        assert [tuple(t.device.shape) for t in runner._tensors] == [(4, 3, 8, 8), (4, CLASSES)]
+        for n in (1, 3, 4, 2):
+            batch = images(n, seed=n)
+            np.testing.assert_allclose(runner.infer(batch), expected_logits(batch), rtol=1e-5, atol=1e-6)
+        assert device.calls["empty"] == 2
+    shapes = [call[2] for call in trt.calls_named("set_input_shape")]
+    assert shapes == [(4, 3, 8, 8), (1, 3, 8, 8), (3, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8)]
+    assert runner.engine is None and runner._tensors[0].device is None
+
+
+def test_batches_larger_than_the_profile_run_in_chunks(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "8.5.2.2", batch_size=4)
+    with TrtRunner(path, trt=trt, device=FakeCudaDevice(trt)) as runner:
+        runner.take_gpu_compute_ms()
+        batch = images(10)
+        np.testing.assert_allclose(runner.infer(batch), expected_logits(batch), rtol=1e-5, atol=1e-6)
+        assert len(runner.gpu_compute_ms) == 3  # 4 + 4 + 2
+    assert len(trt.calls_named("execute_async_v3")) == 3
+
+
+def test_gpu_compute_time_is_one_figure_per_inference_and_can_be_taken(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "11.1.0")
+    with TrtRunner(path, trt=trt, device=FakeCudaDevice(trt)) as runner:
+        assert runner.gpu_compute_ms == []
+        for _ in range(5):
+            runner.infer(images(4))
+        taken = runner.take_gpu_compute_ms()
+        assert len(taken) == 5 and all(ms >= 0 for ms in taken)
+        assert runner.gpu_compute_ms == [] and runner.take_gpu_compute_ms() == []
+        runner.infer(images(4))
+        assert len(runner.gpu_compute_ms) == 1
+
+
+def test_cuda_graph_mode_captures_after_warm_up_and_replays(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "10.3.0.30")
+    device = FakeCudaDevice(trt)
+    with TrtRunner(path, cuda_graph=True, graph_warmup=2, trt=trt, device=device) as runner:
+        outputs = [runner.infer(images(4, seed=i)) for i in range(5)]
+        for i, out in enumerate(outputs):
+            np.testing.assert_allclose(out, expected_logits(images(4, seed=i)), rtol=1e-5, atol=1e-6)
+        (graph,) = device.graphs
+        assert graph.replays == 3 and device.calls["capture"] == 1
+        runner.infer(images(2))  # a new shape drops the graph; it is captured again after warm-up
+        assert runner._graph is None
+    # 2 warm-up executions + 1 captured (run at each replay) + 1 after the shape change
+    assert len(trt.calls_named("execute_async_v3")) == 4
+
+
+def test_an_engine_from_another_version_is_refused_with_the_reason(onnx_model, tmp_path):
+    _, path = engine(onnx_model, tmp_path, "8.6.2.3")
+    other = make_tensorrt("10.3.0.30")
+    with pytest.raises(BuildError, match="could not load the engine") as caught:
+        TrtRunner(path, trt=other, device=FakeCudaDevice(other)).activate()
+    assert "rebuild" in caught.value.fix
+
+
+def test_census_of_the_running_engine(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "8.5.2.2")
+    with TrtRunner(path, trt=trt, device=FakeCudaDevice(trt)) as runner:
+        census = runner.census()
+    assert census["layers_by_precision"] == {"Half": 2, "Float": 1} and census["reformat_layers"] == 1
+
+
+def test_the_gpu_base_runs_a_copy_of_the_model_and_matches_the_cpu_base():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, CLASSES)).eval()
+    device = FakeCudaDevice()
+    batch = images(3)
+    with TorchRunner(model) as cpu, TorchCudaRunner(model, device=device) as gpu:
+        np.testing.assert_allclose(gpu.infer(batch), cpu.infer(batch), rtol=1e-5, atol=1e-6)
+        assert gpu._module is not model and device.calls["module_copy"] == 1
+        gpu.infer(batch)
+        assert len(gpu.take_gpu_compute_ms()) == 2 and gpu.gpu_compute_ms == []
+    assert device.calls["synchronize"] == 2 and device.calls["release"] == 1 and gpu._module is None
