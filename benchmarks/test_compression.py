@@ -11,17 +11,12 @@ import pytest
 def test_compression(case, ptq_suite, benchmark):
     if ptq_suite.specs[case.model].has_torch_model:
         ptq_suite.base_model(case.model)  # train or load it now, outside every round
-    exports, builds = [], []
-
-    def one_round():
-        export_s, build_s = ptq_suite.compress_once(case)
-        exports.append(export_s)
-        builds.append(build_s)
-
+    rounds = []
     options = ptq_suite.options
     benchmark.group = "compression"
     benchmark.extra_info.update(case=case.id, measurement="compression round: phase 1 + phase 2")
-    benchmark.pedantic(one_round, rounds=options.compress_rounds, warmup_rounds=options.compress_warmup, iterations=1)
-    measured = slice(options.compress_warmup, None)
-    ptq_suite.record_compression(case, exports[measured], builds[measured])
-    assert len(builds[measured]) == options.compress_rounds or benchmark.disabled
+    benchmark.pedantic(lambda: rounds.append(ptq_suite.compress_once(case)), rounds=options.compress_rounds,
+                       warmup_rounds=options.compress_warmup, iterations=1)
+    measured = rounds[options.compress_warmup:]
+    ptq_suite.record_compression(case, measured)
+    assert len(measured) == options.compress_rounds or benchmark.disabled

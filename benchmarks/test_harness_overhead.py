@@ -39,7 +39,8 @@ def test_harness_overhead(ptq_suite, benchmark):
         feed = {runner.session.get_inputs()[0].name: batch}
         _bare_loop(runner.session, feed, plan.warmup_calls)
         bare_before = _bare_loop(runner.session, feed, plan.min_rounds)
-        stats, _, rounds = benchmark_latency(benchmark, runner.infer, batch, plan)
+        run = benchmark_latency(benchmark, runner.infer, batch, plan)
+        stats, rounds = run.stats, run.rounds
         if stats is None:
             pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
         bare = bare_before + _bare_loop(runner.session, feed, rounds)

@@ -21,13 +21,20 @@ def test_latency(case, ptq_suite, benchmark):
     benchmark.group = f"latency-b{case.batch_size}"
     benchmark.extra_info.update(case=case.id, measurement="latency: one inference, end to end")
     with ptq_suite.runner(case) as runner:
-        stats, first_ms, rounds = benchmark_latency(benchmark, runner.infer, batch, plan)
+        run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
+    resources = dict(ptq_suite.book.record(case).figures.get("resources") or {})
+    resources.update(run.resources)
     ptq_suite.book.update(
         case,
-        latency_ms=stats.summary() if stats else None,
-        throughput_ips=stats.throughput_ips if stats else None,
-        first_inference_ms=first_ms,
-        latency_rounds=rounds,
+        latency_ms=run.stats.summary() if run.stats else None,
+        throughput_ips=run.stats.throughput_ips if run.stats else None,
+        first_inference_ms=run.first_ms,
+        latency_rounds=run.rounds,
+        resources=resources or None,
+        energy_j_per_inference=run.energy["net_j"] if run.energy else None,
+        energy=run.energy,
+        stability=run.stability,
+        machine_state=run.machine_state,
     )
     assert 0.0 <= quality["top1"] <= 1.0
-    assert stats is None or stats.n == rounds
+    assert run.stats is None or run.stats.n == run.rounds

@@ -82,8 +82,11 @@ def test_int8_is_real_qdq_u8s8_per_channel(suite):
 
 def test_compression_round_times_both_phases_without_touching_the_cache(suite, cache):
     before = sorted(p.name for p in cache.rglob("*"))
-    export_s, build_s = suite.compress_once(case(Precision.INT8))
-    assert export_s > 0 and build_s > 0
+    measured = suite.compress_once(case(Precision.INT8))
+    assert measured.export_s > 0 and measured.build_s > 0
+    assert set(measured.resources) >= {"export", "calibration", "build"}
+    build = measured.resources["build"]
+    assert build["rss_bytes_peak"] > 0 and build["duration_s"] >= measured.build_s * 0.5
     assert sorted(p.name for p in cache.rglob("*")) == before
 
 

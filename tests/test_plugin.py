@@ -99,11 +99,13 @@ def test_ids_and_skips_are_decided_at_collection(project):
 
 def test_json_dir_stores_runs_outside_python_versioned_folders(project):
     pytester, cache = project
-    result = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-json-dir", "runs", "-k", "base and latency")
+    result = pytester.runpytest_subprocess(*FAST, *cache, "--ptq-json-dir", "runs", "-k", "base and latency",
+                                           "--ptq-no-telemetry")
     result.assert_outcomes(passed=1)
     (saved,) = pytester.path.joinpath("runs").glob("*.json")
     output = json.loads(saved.read_text())
     assert [b["extra_info"]["case"] for b in output["benchmarks"]] == ["tiny_cnn-base-torch-cpu-b1"]
+    assert output["benchmarks"][0]["extra_info"]["resources"] is None  # telemetry was off
     environment = output["machine_info"]["ptqcore"]["environment"]
     assert {"device_model", "l4t", "jetpack", "cuda", "tensorrt", "torch"} <= set(environment)
     assert environment["onnxruntime"] not in ("", "unknown")  # installed wherever these tests run
@@ -130,6 +132,9 @@ def test_full_tiny_run_writes_every_figure_and_record(project):
         assert info["dataset"] == "digits" and 0 <= info["top1"] <= 1
         if info["precision"] != "base":
             assert info["export_s"] > 0 and info["build_s"] > 0 and info["size_reduction"] > 0
+            assert {"export", "build", "inference"} <= set(info["resources"])
+        assert info["resources"]["inference"]["rss_bytes_peak"] > 0
+        assert "energy_j_per_inference" in info  # None here: this machine has no power sensor
     records = {r["case"]: r for r in output["ptqcore"]["records"]}
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["limits"]["reason"].startswith("the tiny model")
     assert output["ptqcore"]["schema_version"] == 1

@@ -160,6 +160,10 @@ def pytest_addoption(parser) -> None:
         help="warm-up before timing, at least 10 calls (default: 0.5 s)")
     add("--ptq-threads", type=_int_at_least(0), default=0, metavar="N",
         help="intra-op threads for ONNX Runtime and PyTorch (default: 0 = library default)")
+    add("--ptq-telemetry-interval", type=_positive_float, default=0.2, metavar="S",
+        help="resource sampling interval (default: 0.2 s; jtop is held to >= 0.5 s)")
+    add("--ptq-no-telemetry", action="store_true", default=False,
+        help="do not sample CPU / GPU / memory / power during compression and inference")
     add("--ptq-seed", type=int, default=0, metavar="N", help="seed for splits and training (default: 0)")
     add("--ptq-model-input-size", type=_int_at_least(8), default=224, metavar="PX",
         help="input side of .onnx/.pt model files (default: 224)")
@@ -195,6 +199,8 @@ def options_from_config(config) -> SuiteOptions:
         threads=get("ptq_threads"),
         seed=get("ptq_seed"),
         train_epochs=get("ptq_train_epochs"),
+        telemetry=not get("ptq_no_telemetry"),
+        telemetry_interval=get("ptq_telemetry_interval"),
         file_input_size=get("ptq_model_input_size"),
         file_mean=tuple(get("ptq_model_mean")),
         file_std=tuple(get("ptq_model_std")),

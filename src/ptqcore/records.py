@@ -12,7 +12,10 @@ when no test of the case was selected), ``problems`` (one line per failed check)
 figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
 ``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
 ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
-``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``. A figure that was not measured
+``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``; with telemetry, ``resources`` (one
+summary per phase: ``export``, ``calibration``, ``build`` from the last compression round,
+``idle`` and ``inference`` from the latency window), ``energy_j_per_inference`` and ``energy``
+(where power is measured), ``stability`` and ``machine_state``. A figure that was not measured
 is ``None``, never 0.
 """
 

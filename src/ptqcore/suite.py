@@ -13,6 +13,7 @@ Pipeline, per model::
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -80,6 +81,8 @@ class SuiteOptions:
     threads: int = 0
     seed: int = 0
     train_epochs: int = 8
+    telemetry: bool = True
+    telemetry_interval: float = 0.2
     file_input_size: int = 224
     file_mean: Tuple[float, float, float] = IMAGENET_MEAN
     file_std: Tuple[float, float, float] = IMAGENET_STD
@@ -91,6 +94,15 @@ class BaseModel:
 
     module: object
     file: Entry
+
+
+@dataclass(frozen=True)
+class CompressionRound:
+    """One compression round: phase 1 and phase 2 seconds, and the monitor's summary per phase."""
+
+    export_s: Optional[float]
+    build_s: float
+    resources: dict
 
 
 class _Failed:
@@ -295,40 +307,60 @@ class Suite:
             f"{case.precision.value} {case.backend} artifact of {case.model}",
         )
 
-    def compress_once(self, case: Case) -> Tuple[Optional[float], float]:
-        """Run phase 1 and phase 2 from scratch into a temporary folder; return (export_s, build_s).
+    def new_monitor(self):
+        """A fresh :class:`~ptqcore.telemetry.ResourceMonitor` on this machine's sources, or None when off."""
+        if not self.options.telemetry:
+            return None
+        from .telemetry import ResourceMonitor, default_samplers
 
-        Phase 1 is PyTorch -> ONNX (None for ONNX files). Phase 2 is everything from the ONNX
-        file to a model ready to run: for INT8 pre-processing, calibration on the calibration
-        images and quantization; for every precision, loading it into its runtime. Nothing is
-        read from or written to the cache, so every round does the full work.
+        interval = self.options.telemetry_interval
+        return ResourceMonitor(default_samplers(interval), interval_s=interval)
+
+    def compress_once(self, case: Case) -> CompressionRound:
+        """Run phase 1 and phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
+
+        Phase 1 is PyTorch -> ONNX (not run for ONNX files). Phase 2 is everything from the ONNX
+        file to a model ready to run: for INT8 pre-processing and calibration on the calibration
+        images (monitored as ``calibration``) and quantization; for every precision, loading it
+        into its runtime. Nothing is read from or written to the cache, so every round does the
+        full work. Sampler start-up happens before the first clock is read.
         """
         backend = get_backend(case.backend, self.options.threads)
         spec = self.specs[case.model]
         size = self.preprocess(case.model).size
         data = self.dataset(case.model)
         images = data.calibration_arrays() if case.precision is Precision.INT8 else None
-        with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch:
+        monitor = self.new_monitor()
+
+        def phase(name):
+            return monitor.phase(name) if monitor is not None else contextlib.nullcontext()
+
+        with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch, (monitor or contextlib.nullcontext()):
             scratch = Path(scratch)
+            export_s: Optional[float] = None
             if spec.has_torch_model:
                 module = self.base_model(case.model).module
-                started = time.perf_counter()
-                onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, self.options.opset, self.options.exporter)
-                export_s: Optional[float] = time.perf_counter() - started
+                with phase("export"):
+                    started = time.perf_counter()
+                    onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, self.options.opset, self.options.exporter)
+                    export_s = time.perf_counter() - started
             else:
-                onnx_path, export_s = spec.path, None
-            started = time.perf_counter()
-            int8 = None
-            if case.precision is Precision.INT8:
-                prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
-                recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
-                ranges = calibration_ranges_from_onnx(prepared, images, recipe, scratch / "ranges.json")
-                int8 = Int8Inputs(prepared, ranges, images)
-            artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
-            with backend.runner(case, artifact):
-                pass
-            build_s = time.perf_counter() - started
-        return export_s, build_s
+                onnx_path = spec.path
+            with phase("build"):
+                started = time.perf_counter()
+                int8 = None
+                if case.precision is Precision.INT8:
+                    with phase("calibration"):
+                        prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
+                        recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
+                        ranges = calibration_ranges_from_onnx(prepared, images, recipe, scratch / "ranges.json")
+                    int8 = Int8Inputs(prepared, ranges, images)
+                artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
+                with backend.runner(case, artifact):
+                    pass
+                build_s = time.perf_counter() - started
+        resources = {name: summary.as_dict() for name, summary in monitor.summaries().items()} if monitor else {}
+        return CompressionRound(export_s, build_s, resources)
 
     # -- inference ----------------------------------------------------------------------------
     def runner(self, case: Case) -> Runner:
@@ -384,14 +416,20 @@ class Suite:
         self.book.update(case, **figures)
         return figures
 
-    def record_compression(self, case: Case, export_rounds: List[Optional[float]], build_rounds: List[float]) -> None:
-        exports = [s for s in export_rounds if s is not None]
+    def record_compression(self, case: Case, rounds: List[CompressionRound]) -> None:
+        """Medians of the measured rounds, their raw values, and the last round's resources per phase."""
+        exports = [r.export_s for r in rounds if r.export_s is not None]
+        builds = [r.build_s for r in rounds]
+        resources = dict(self.book.record(case).figures.get("resources") or {})
+        if rounds:
+            resources.update({k: v for k, v in rounds[-1].resources.items() if k != "total"})
         self.book.update(
             case,
             export_s=statistics.median(exports) if exports else None,
-            build_s=statistics.median(build_rounds) if build_rounds else None,
+            build_s=statistics.median(builds) if builds else None,
             export_s_rounds=exports or None,
-            build_s_rounds=list(build_rounds) or None,
+            build_s_rounds=builds or None,
+            resources=resources or None,
         )
 
     def environment(self) -> dict:

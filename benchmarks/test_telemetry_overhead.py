@@ -1,0 +1,50 @@
+"""Sampling must not disturb what it measures: latency with telemetry on vs off, same session, same run.
+
+Off, on, off again (so drift of the machine affects both sides alike), then the medians compare.
+"""
+
+import pytest
+
+from ptqcore.case import Case, Precision
+from ptqcore.stats import LatencyStats
+from ptqcore.timing import LatencyPlan, benchmark_latency, warm_up
+
+MAX_OVERHEAD = 0.02
+
+
+def _timed(runner, batch, rounds):
+    import time
+
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        runner.infer(batch)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def test_telemetry_overhead(ptq_suite, benchmark):
+    if "onnxruntime" not in ptq_suite.options.backends:
+        pytest.skip("the telemetry check times an onnxruntime fp32 case; onnxruntime is not selected")
+    if not ptq_suite.options.telemetry:
+        pytest.skip("telemetry is off (--ptq-no-telemetry)")
+    case = Case(next(iter(ptq_suite.specs)), Precision.FP32, "onnxruntime", "cpu", 1)
+    batch = ptq_suite.sample_batch(case)
+    options = ptq_suite.options
+    plan = LatencyPlan(options.latency_min_rounds, max(2.0, options.latency_min_seconds), options.latency_max_rounds,
+                       options.warmup_calls, options.warmup_seconds)
+    benchmark.group = "telemetry-overhead"
+    benchmark.extra_info.update(case=case.id, measurement="ptqcore latency with telemetry on, next to it off")
+    with ptq_suite.runner(case) as runner:
+        warm_up(lambda: runner.infer(batch), plan.warmup_calls, plan.warmup_seconds)
+        off_before = _timed(runner, batch, plan.min_rounds)
+        run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
+        if run.stats is None:
+            pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
+        off = LatencyStats.from_seconds(off_before + _timed(runner, batch, run.rounds), 1)
+    ratio = run.stats.p50 / off.p50
+    benchmark.extra_info.update(telemetry_off_p50_ms=off.p50, telemetry_on_p50_ms=run.stats.p50, overhead_ratio=ratio,
+                                sampled=sorted(run.resources["inference"]["sources"]))
+    assert ratio <= 1.0 + MAX_OVERHEAD, (
+        f"latency with telemetry on ({run.stats.p50:.4f} ms) is {100 * (ratio - 1):.1f}% above it off ({off.p50:.4f} ms)"
+    )
