@@ -139,9 +139,13 @@ def test_full_tiny_run_writes_every_figure_and_record(project):
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["limits"]["reason"].startswith("the tiny model")
     assert output["ptqcore"]["schema_version"] == 1
     # the second run reuses every artifact and says so
-    again = pytester.runpytest_subprocess(*FAST, *cache, "-k", "int8 and latency", "-s")
+    again = pytester.runpytest_subprocess(*FAST, *cache, "-k", "int8 and latency", "-s", "--ptq-telemetry-samples",
+                                          "--benchmark-json", "again.json")
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines(["*reused cached int8 onnxruntime artifact of tiny_cnn*"])
+    (entry,) = json.loads(pytester.path.joinpath("again.json").read_text())["benchmarks"]
+    samples = entry["extra_info"]["resources"]["inference"]["samples"]
+    assert len(samples) >= 2 and all("t_s" in s and "psutil" in s["readings"] for s in samples)
 
 
 def test_a_failing_case_leaves_the_others_and_is_recorded(project):

@@ -162,6 +162,8 @@ def pytest_addoption(parser) -> None:
         help="intra-op threads for ONNX Runtime and PyTorch (default: 0 = library default)")
     add("--ptq-telemetry-interval", type=_positive_float, default=0.2, metavar="S",
         help="resource sampling interval (default: 0.2 s; jtop is held to >= 0.5 s)")
+    add("--ptq-telemetry-samples", action="store_true", default=False,
+        help="keep the raw timestamped telemetry samples of every phase in the records (for plots)")
     add("--ptq-no-telemetry", action="store_true", default=False,
         help="do not sample CPU / GPU / memory / power during compression and inference")
     add("--ptq-seed", type=int, default=0, metavar="N", help="seed for splits and training (default: 0)")
@@ -201,6 +203,7 @@ def options_from_config(config) -> SuiteOptions:
         train_epochs=get("ptq_train_epochs"),
         telemetry=not get("ptq_no_telemetry"),
         telemetry_interval=get("ptq_telemetry_interval"),
+        telemetry_samples=get("ptq_telemetry_samples"),
         file_input_size=get("ptq_model_input_size"),
         file_mean=tuple(get("ptq_model_mean")),
         file_std=tuple(get("ptq_model_std")),

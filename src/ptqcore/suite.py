@@ -83,6 +83,7 @@ class SuiteOptions:
     train_epochs: int = 8
     telemetry: bool = True
     telemetry_interval: float = 0.2
+    telemetry_samples: bool = False
     file_input_size: int = 224
     file_mean: Tuple[float, float, float] = IMAGENET_MEAN
     file_std: Tuple[float, float, float] = IMAGENET_STD
@@ -314,7 +315,7 @@ class Suite:
         from .telemetry import ResourceMonitor, default_samplers
 
         interval = self.options.telemetry_interval
-        return ResourceMonitor(default_samplers(interval), interval_s=interval)
+        return ResourceMonitor(default_samplers(interval), interval_s=interval, keep_samples=self.options.telemetry_samples)
 
     def compress_once(self, case: Case) -> CompressionRound:
         """Run phase 1 and phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
