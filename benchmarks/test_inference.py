@@ -1,9 +1,13 @@
 """Latency per case, after an accuracy pass on the same artifact.
 
 Accuracy is measured first, in its own untimed pass; then the same artifact is warmed up and
-timed for a planned number of rounds (at least N calls and S seconds) by pytest-benchmark.
+timed for a planned number of rounds (at least N calls and S seconds) by pytest-benchmark. On a
+GPU, ``latency_ms`` stays end to end (copies included) and ``gpu_compute_ms`` holds the CUDA-event
+time of the compute alone; TensorRT cases add the engine census (``layers_by_precision``,
+``reformat_layers``).
 """
 
+from ptqcore.stats import LatencyStats
 from ptqcore.timing import LatencyPlan, benchmark_latency
 
 
@@ -20,8 +24,18 @@ def test_latency(case, ptq_suite, benchmark):
     batch = ptq_suite.sample_batch(case)
     benchmark.group = f"latency-b{case.batch_size}"
     benchmark.extra_info.update(case=case.id, measurement="latency: one inference, end to end")
+    gpu = {}
     with ptq_suite.runner(case) as runner:
+        take_gpu_ms = getattr(runner, "take_gpu_compute_ms", None)  # GPU runners time compute by CUDA events
+        if take_gpu_ms:
+            take_gpu_ms()
         run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
+        if take_gpu_ms and run.stats is not None:
+            compute_ms = take_gpu_ms()[-run.rounds:]
+            gpu["gpu_compute_ms"] = LatencyStats.from_seconds([ms / 1e3 for ms in compute_ms], case.batch_size).summary()
+        census = getattr(runner, "census", None)
+        if census:
+            gpu.update(census() or {})
     resources = dict(ptq_suite.book.record(case).figures.get("resources") or {})
     resources.update(run.resources)
     ptq_suite.book.update(
@@ -35,6 +49,7 @@ def test_latency(case, ptq_suite, benchmark):
         energy=run.energy,
         stability=run.stability,
         machine_state=run.machine_state,
+        **gpu,
     )
     assert 0.0 <= quality["top1"] <= 1.0
     assert run.stats is None or run.stats.n == run.rounds

@@ -160,6 +160,13 @@ def pytest_addoption(parser) -> None:
         help="warm-up before timing, at least 10 calls (default: 0.5 s)")
     add("--ptq-threads", type=_int_at_least(0), default=0, metavar="N",
         help="intra-op threads for ONNX Runtime and PyTorch (default: 0 = library default)")
+    add("--ptq-trt-workspace", type=_int_at_least(1), default=None, metavar="MIB",
+        help="TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)")
+    add("--ptq-trt-int8", choices=("explicit", "implicit-entropy"), default="explicit",
+        help="TensorRT INT8: explicit Q/DQ from ptqcore's calibration (default), or the study's implicit"
+        " entropy calibrator (TensorRT < 11 only)")
+    add("--ptq-trt-cuda-graph", action="store_true", default=False,
+        help="replay TensorRT inference from a captured CUDA graph")
     add("--ptq-telemetry-interval", type=_positive_float, default=0.2, metavar="S",
         help="resource sampling interval (default: 0.2 s; jtop is held to >= 0.5 s)")
     add("--ptq-telemetry-samples", action="store_true", default=False,
@@ -201,6 +208,9 @@ def options_from_config(config) -> SuiteOptions:
         threads=get("ptq_threads"),
         seed=get("ptq_seed"),
         train_epochs=get("ptq_train_epochs"),
+        trt_workspace_mib=get("ptq_trt_workspace"),
+        trt_int8=get("ptq_trt_int8"),
+        trt_cuda_graph=get("ptq_trt_cuda_graph"),
         telemetry=not get("ptq_no_telemetry"),
         telemetry_interval=get("ptq_telemetry_interval"),
         telemetry_samples=get("ptq_telemetry_samples"),

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .accuracy import Predictions, drop_pp, predict
-from .backends import Int8Inputs, Runner, get_backend, tensorrt_unavailable_reason
-from .backends.torch_base import TorchRunner
+from .backends import Int8Inputs, Runner, get_backend
+from .backends.torch_base import TorchCudaRunner, TorchRunner
 from .case import BASE_BACKEND, DEFAULT_CALIBRATION, Case, Precision, build_matrix
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
@@ -81,6 +81,9 @@ class SuiteOptions:
     threads: int = 0
     seed: int = 0
     train_epochs: int = 8
+    trt_workspace_mib: Optional[int] = None
+    trt_int8: str = "explicit"
+    trt_cuda_graph: bool = False
     telemetry: bool = True
     telemetry_interval: float = 0.2
     telemetry_samples: bool = False
@@ -127,6 +130,7 @@ class Suite:
         self.book = RecordBook(options.dataset)
         self.specs: Dict[str, ModelSpec] = self._resolve_specs()
         self._memo: Dict[tuple, object] = {}
+        self._backends: Dict[tuple, object] = {}
 
     # -- the matrix -------------------------------------------------------------------------
     def _resolve_specs(self) -> Dict[str, ModelSpec]:
@@ -147,9 +151,16 @@ class Suite:
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
 
+    @property
+    def base_device(self) -> str:
+        """Where the PyTorch base runs: the GPU when one is visible (as the study did), else the CPU."""
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def cases(self) -> List[Tuple[Case, Optional[str]]]:
         """Every case of the matrix with the reason it cannot run here (None if it can)."""
-        devices = {BASE_BACKEND: "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+        devices = {BASE_BACKEND: self.base_device, "onnxruntime": "cpu", "tensorrt": "cuda"}
         matrix = build_matrix(
             list(self.specs), self.options.precisions, self.options.backends, devices,
             self.options.batch_sizes, self.options.calibrations,
@@ -160,11 +171,9 @@ class Suite:
         reason = self.specs[case.model].unsupported_reason(case.backend, case.precision.value)
         if reason:
             return reason
-        if case.backend == "tensorrt":
-            return tensorrt_unavailable_reason()
         if case.backend == BASE_BACKEND:
             return None
-        backend = get_backend(case.backend, self.options.threads)
+        backend = self.backend(case.backend)
         return backend.unavailable_reason() or backend.unsupported_reason(case)
 
     # -- memoisation that remembers failures --------------------------------------------------
@@ -241,10 +250,18 @@ class Suite:
         return BaseModel(module.eval(), entry)
 
     # -- phase 1: PyTorch -> ONNX ---------------------------------------------------------------
-    def onnx(self, model: str) -> Entry:
-        return self._once(("onnx", model), lambda: self._make_onnx(model))
+    def export_settings(self, backend_name: Optional[str] = None) -> Tuple[str, int]:
+        """(exporter, opset) of the ONNX file a backend builds from: the options', or the backend's own."""
+        if backend_name in (None, BASE_BACKEND):
+            return self.options.exporter, self.options.opset
+        return self.backend(backend_name).export_settings(self.options.exporter, self.options.opset)
 
-    def _make_onnx(self, model: str) -> Entry:
+    def onnx(self, model: str, settings: Optional[Tuple[str, int]] = None) -> Entry:
+        """Phase 1 for ``model`` with (exporter, opset) ``settings`` (default: the options')."""
+        exporter, opset = settings or self.export_settings()
+        return self._once(("onnx", model, exporter, opset), lambda: self._make_onnx(model, exporter, opset))
+
+    def _make_onnx(self, model: str, exporter: str, opset: int) -> Entry:
         spec = self.specs[model]
         if spec.source == "onnx":
             check_onnx(spec.path)
@@ -253,29 +270,36 @@ class Suite:
 
         base = self.base_model(model)
         size = self.preprocess(model).size
-        inputs = {
-            "base_sha256": base.file.sha256, "size": size, "opset": self.options.opset,
-            "exporter": self.options.exporter, "torch": torch.__version__,
-        }
+        inputs = {"base_sha256": base.file.sha256, "size": size, "opset": opset, "exporter": exporter, "torch": torch.__version__}
         return self.store.get_or_build(
             "onnx", inputs, "model.onnx",
-            lambda path: onnx_from_torch(base.module, path, size, self.options.opset, self.options.exporter),
-            f"ONNX of {model} (opset {self.options.opset})",
+            lambda path: onnx_from_torch(base.module, path, size, opset, exporter),
+            f"ONNX of {model} (opset {opset})",
         )
+
+    def backend(self, name: str, for_timing: bool = False):
+        """Backend ``name``; ``for_timing`` gives one that reuses no cache (timed rounds start from nothing)."""
+        key = (name, for_timing)
+        if key not in self._backends:
+            trt = {"workspace_mib": self.options.trt_workspace_mib, "int8_strategy": self.options.trt_int8,
+                   "cuda_graph": self.options.trt_cuda_graph}
+            cache = None if for_timing else self.options.cache_dir
+            self._backends[key] = get_backend(name, self.options.threads, cache, trt)
+        return self._backends[key]
 
     # -- phase 2 ------------------------------------------------------------------------------
     def _int8_inputs(self, case: Case) -> Int8Inputs:
         """The prepared model and the calibration ranges for an INT8 case (cached, shared by backends)."""
         import onnxruntime
 
-        source = self.onnx(case.model)
-        prepared = self._once(("prepared", case.model), lambda: self.store.get_or_build(
+        source = self.onnx(case.model, self.export_settings(case.backend))
+        prepared = self._once(("prepared", source.sha256), lambda: self.store.get_or_build(
             "prepared", {"source_sha256": source.sha256, "onnxruntime": onnxruntime.__version__}, "prepared.onnx",
             lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
         ))
         recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
         data = self.dataset(case.model)
-        ranges = self._once(("ranges", case.model, case.recipe), lambda: self.store.get_or_build(
+        ranges = self._once(("ranges", source.sha256, case.recipe), lambda: self.store.get_or_build(
             "calibration",
             {
                 "prepared_sha256": prepared.sha256, "data": data.fingerprint, "method": recipe.calibration,
@@ -290,22 +314,23 @@ class Suite:
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""
-        return self._once(("artifact", case.model, case.precision, case.backend, case.recipe), lambda: self._make_artifact(case))
+        return self._once(("artifact",) + self._artifact_identity(case), lambda: self._make_artifact(case))
+
+    def _artifact_identity(self, case: Case) -> tuple:
+        """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
+        per_batch = case.precision.compressed and self.backend(case.backend).per_batch_artifacts
+        return (case.model, case.precision, case.backend, case.recipe, case.batch_size if per_batch else None)
 
     def _make_artifact(self, case: Case) -> Entry:
-        backend = get_backend(case.backend, self.options.threads)
-        source = self.onnx(case.model)
+        backend = self.backend(case.backend)
+        source = self.onnx(case.model, self.export_settings(case.backend))
         int8 = self._int8_inputs(case) if case.precision is Precision.INT8 else None
-        inputs = {
-            "backend": case.backend, "precision": case.precision.value, "source_sha256": source.sha256,
-            "int8_sha256": None if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
-            "recipe": None if int8 is None else QuantRecipe.for_onnxruntime_cpu(case.recipe).as_dict(),
-            "versions": backend.versions(),
-        }
+        hashes = [source.sha256] + ([] if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)])
         return self.store.get_or_build(
-            "artifact", inputs, f"model{backend.artifact_suffix}",
+            "artifact", backend.artifact_inputs(case, hashes), f"model{backend.artifact_suffix}",
             lambda path: backend.build(case, source.path, path, int8),
-            f"{case.precision.value} {case.backend} artifact of {case.model}",
+            f"{case.precision.value} {case.backend} artifact of {case.model}"
+            + (f" for batch {case.batch_size}" if backend.per_batch_artifacts else ""),
         )
 
     def new_monitor(self):
@@ -326,7 +351,8 @@ class Suite:
         into its runtime. Nothing is read from or written to the cache, so every round does the
         full work. Sampler start-up happens before the first clock is read.
         """
-        backend = get_backend(case.backend, self.options.threads)
+        backend = self.backend(case.backend, for_timing=True)
+        exporter, opset = self.export_settings(case.backend)
         spec = self.specs[case.model]
         size = self.preprocess(case.model).size
         data = self.dataset(case.model)
@@ -343,7 +369,7 @@ class Suite:
                 module = self.base_model(case.model).module
                 with phase("export"):
                     started = time.perf_counter()
-                    onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, self.options.opset, self.options.exporter)
+                    onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, opset, exporter)
                     export_s = time.perf_counter() - started
             else:
                 onnx_path = spec.path
@@ -367,8 +393,10 @@ class Suite:
     def runner(self, case: Case) -> Runner:
         """A fresh (not yet entered) runner for the case."""
         if case.precision is Precision.BASE:
+            if case.device == "cuda":
+                return TorchCudaRunner(self.base_model(case.model).module)
             return TorchRunner(self.base_model(case.model).module, self.options.threads)
-        return get_backend(case.backend, self.options.threads).runner(case, self.artifact(case).path)
+        return self.backend(case.backend).runner(case, self.artifact(case).path)
 
     def sample_batch(self, case: Case):
         return self.dataset(case.model).sample_batch(case.batch_size)
@@ -382,12 +410,12 @@ class Suite:
             with self.runner(case) as runner:
                 return predict(runner.infer, data.evaluation_batches(self.options.eval_batch_size))
 
-        return self._once(("predictions", case.model, case.precision, case.backend, case.recipe), run)
+        return self._once(("predictions",) + self._artifact_identity(case), run)
 
     def reference_case(self, case: Case) -> Case:
         """What a case's accuracy drop is measured against: the base, or fp32 for ONNX files."""
         if self.specs[case.model].has_torch_model:
-            return Case(case.model, Precision.BASE, BASE_BACKEND, "cpu", case.batch_size)
+            return Case(case.model, Precision.BASE, BASE_BACKEND, self.base_device, case.batch_size)
         return Case(case.model, Precision.FP32, case.backend, case.device, case.batch_size)
 
     def quality(self, case: Case) -> dict:
@@ -405,15 +433,18 @@ class Suite:
                            accuracy_drop_pp=0.0, agreement_top1=1.0, reference="base")
         else:
             artifact = self.artifact(case)
-            base_size = self.base_model(case.model).file.size_bytes if self.specs[case.model].has_torch_model else self.onnx(case.model).size_bytes
+            base_size = (self.base_model(case.model).file.size_bytes if self.specs[case.model].has_torch_model
+                         else self.onnx(case.model).size_bytes)
             ref = self.predictions(reference) if reference != case else predictions
             figures.update(
                 size_bytes=artifact.size_bytes, size_bytes_base=base_size,
                 size_reduction=base_size / artifact.size_bytes, top1_base=ref.top1_accuracy,
                 accuracy_drop_pp=drop_pp(ref.top1_accuracy, predictions.top1_accuracy),
                 agreement_top1=predictions.agreement_top1(ref), reference=reference.precision.value,
-                artifact_sha256=artifact.sha256, artifact_reused=artifact.reused,
+                artifact_sha256=artifact.sha256, artifact_reused=artifact.reused, artifact_path=str(artifact.path),
             )
+            if artifact.path.suffix == ".engine":
+                figures["engine_path"] = str(artifact.path)
         self.book.update(case, **figures)
         return figures
 

@@ -7,6 +7,7 @@ cases are skipped at collection with that reason.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from ..errors import UsageError
@@ -16,30 +17,29 @@ BACKEND_NAMES = ("onnxruntime", "tensorrt")
 
 
 def tensorrt_unavailable_reason() -> Optional[str]:
-    """Why TensorRT cases cannot run here: TensorRT not importable ("TensorRT is not installed
-    (...)"), too old, no CUDA GPU visible to PyTorch (see
-    :func:`ptqcore.backends.tensorrt.unavailable_reason`), or, where all of that is fine, that the
-    suite does not run TensorRT cases yet."""
+    """Why TensorRT cases cannot run here, or None: TensorRT not importable ("TensorRT is not
+    installed (...)"), too old, or no CUDA GPU visible to PyTorch (see
+    :func:`ptqcore.backends.tensorrt.unavailable_reason`)."""
     from .tensorrt import unavailable_reason
 
-    reason = unavailable_reason()
-    if reason is None:
-        # TensorRT and a GPU are here, but the suite does not yet key engines by batch size, run
-        # the base on the GPU or record the census and GPU compute time (issue #3): skip rather
-        # than report half-measured TensorRT cases.
-        return "TensorRT is installed, but ptqcore's suite does not run TensorRT cases yet (issue #3)"
-    return reason
+    return unavailable_reason()
 
 
-def get_backend(name: str, threads: int = 0) -> Backend:
+def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[dict] = None) -> Backend:
+    """The backend called ``name``. ``cache_dir`` holds caches a backend reuses across builds
+    (TensorRT's timing cache); None for builds that must start from nothing, such as timed rounds.
+    ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``."""
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(threads=threads)
     if name == "tensorrt":
-        from .tensorrt import TensorRTBackend
+        from .tensorrt import TensorRTBackend, TrtBuildOptions
 
-        return TensorRTBackend()
+        settings = dict(tensorrt or {})
+        cuda_graph = bool(settings.pop("cuda_graph", False))
+        return TensorRTBackend(TrtBuildOptions(**settings), cache_dir=None if cache_dir is None else Path(cache_dir) / "tensorrt",
+                               cuda_graph=cuda_graph)
     raise UsageError(f"unknown backend {name!r}", f"use one of {', '.join(BACKEND_NAMES)}")
 
 

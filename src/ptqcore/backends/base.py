@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,6 +63,24 @@ class Backend(abc.ABC):
     precisions: Tuple[str, ...] = ()
     #: The suffix of the artifact file it writes.
     artifact_suffix: str = ""
+
+    #: True when an artifact serves one batch size only (TensorRT's optimization profile), so
+    #: artifacts and their accuracy are kept per batch size.
+    per_batch_artifacts: bool = False
+
+    def export_settings(self, exporter: str, opset: int) -> Tuple[str, int]:
+        """The (exporter, opset) of the ONNX file this backend builds from; the options' by default."""
+        return exporter, opset
+
+    def artifact_inputs(self, case: Case, source_sha256: Sequence[str]) -> dict:
+        """What a case's artifact depends on besides its source files: the store key's inputs."""
+        return {
+            "backend": self.name,
+            "precision": case.precision.value,
+            "calibration": case.recipe or None,
+            "sources": list(source_sha256),
+            "versions": self.versions(),
+        }
 
     @property
     @abc.abstractmethod

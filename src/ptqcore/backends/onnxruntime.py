@@ -70,6 +70,12 @@ class OnnxRuntimeBackend(Backend):
     def recipe(case: Case) -> QuantRecipe:
         return QuantRecipe.for_onnxruntime_cpu(case.recipe)
 
+    def artifact_inputs(self, case: Case, source_sha256) -> dict:
+        inputs = super().artifact_inputs(case, source_sha256)
+        if case.precision is Precision.INT8:
+            inputs["recipe"] = self.recipe(case).as_dict()
+        return inputs
+
     def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
         if case.precision is Precision.FP32:
             shutil.copyfile(onnx_path, out_path)

@@ -1004,6 +1004,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     precisions = PRECISIONS
     artifact_suffix = ".engine"
+    per_batch_artifacts = True
 
     def __init__(self, options: TrtBuildOptions = TrtBuildOptions(), cache_dir: Optional[Path] = None,
                  cuda_graph: bool = False, trt=None, device=None, trt_device: Optional[TrtDevice] = None) -> None:
@@ -1057,6 +1058,10 @@ class TensorRTBackend(Backend):
             inputs = calibration_cache_inputs(*fields, onnx_sha256, images_sha, options.calibration_batch_size)
             calibration_cache = cache_file(self.cache_dir, inputs, "calibration.cache")
         return replace(options, timing_cache=timing, calibration_cache=calibration_cache)
+
+    def export_settings(self, exporter: str, opset: int) -> Tuple[str, int]:
+        """The legacy exporter at the newest opset the installed TensorRT parses (13 or 17)."""
+        return onnx_export_for_tensorrt(self.trt_device().tensorrt_version)
 
     def artifact_inputs(self, case: Case, source_sha256: Union[str, Sequence[str]]) -> dict:
         """The store inputs of ``case``'s engine (:func:`engine_cache_inputs` on this machine)."""
