@@ -6,23 +6,14 @@ loop again, so that drift of the machine affects both sides alike. The medians a
 """
 
 import statistics
-import time
 
 import pytest
 
 from ptqcore.case import Case, Precision
+from ptqcore.stats import time_calls
 from ptqcore.timing import LatencyPlan, benchmark_latency
 
 MAX_OVERHEAD = 0.03
-
-
-def _bare_loop(session, feed, rounds):
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        session.run(None, feed)
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def test_harness_overhead(ptq_suite, benchmark):
@@ -37,13 +28,17 @@ def test_harness_overhead(ptq_suite, benchmark):
     benchmark.extra_info.update(case=case.id, measurement="ptqcore latency next to a bare session.run loop")
     with ptq_suite.runner(case) as runner:
         feed = {runner.session.get_inputs()[0].name: batch}
-        _bare_loop(runner.session, feed, plan.warmup_calls)
-        bare_before = _bare_loop(runner.session, feed, plan.min_rounds)
+
+        def bare():
+            return runner.session.run(None, feed)
+
+        time_calls(bare, plan.warmup_calls)
+        bare_before = time_calls(bare, plan.min_rounds)
         run = benchmark_latency(benchmark, runner.infer, batch, plan)
         stats, rounds = run.stats, run.rounds
         if stats is None:
             pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
-        bare = bare_before + _bare_loop(runner.session, feed, rounds)
+        bare = bare_before + time_calls(bare, rounds)
     bare_ms = statistics.median(bare) * 1000.0
     ratio = stats.p50 / bare_ms
     benchmark.extra_info.update(bare_p50_ms=bare_ms, harness_p50_ms=stats.p50, overhead_ratio=ratio, bare_rounds=len(bare))

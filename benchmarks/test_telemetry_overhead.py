@@ -6,21 +6,10 @@ Off, on, off again (so drift of the machine affects both sides alike), then the 
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.stats import LatencyStats
+from ptqcore.stats import LatencyStats, time_calls
 from ptqcore.timing import LatencyPlan, benchmark_latency, warm_up
 
 MAX_OVERHEAD = 0.02
-
-
-def _timed(runner, batch, rounds):
-    import time
-
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        runner.infer(batch)
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def test_telemetry_overhead(ptq_suite, benchmark):
@@ -37,11 +26,11 @@ def test_telemetry_overhead(ptq_suite, benchmark):
     benchmark.extra_info.update(case=case.id, measurement="ptqcore latency with telemetry on, next to it off")
     with ptq_suite.runner(case) as runner:
         warm_up(lambda: runner.infer(batch), plan.warmup_calls, plan.warmup_seconds)
-        off_before = _timed(runner, batch, plan.min_rounds)
+        off_before = time_calls(lambda: runner.infer(batch), plan.min_rounds)
         run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
         if run.stats is None:
             pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
-        off = LatencyStats.from_seconds(off_before + _timed(runner, batch, run.rounds), 1)
+        off = LatencyStats.from_seconds(off_before + time_calls(lambda: runner.infer(batch), run.rounds), 1)
     ratio = run.stats.p50 / off.p50
     benchmark.extra_info.update(telemetry_off_p50_ms=off.p50, telemetry_on_p50_ms=run.stats.p50, overhead_ratio=ratio,
                                 sampled=sorted(run.resources["inference"]["sources"]))

@@ -65,3 +65,11 @@ def test_plan_rounds_respects_count_and_time_bounds(per_call, min_rounds, min_se
     assert min_rounds <= rounds <= max_rounds
     if rounds < max_rounds:
         assert rounds * per_call >= min_seconds - 1e-9 or rounds == min_rounds
+
+
+def test_time_calls_times_each_call_once():
+    from ptqcore.stats import time_calls
+
+    calls = []
+    samples = time_calls(lambda: calls.append(1), 7)
+    assert len(samples) == len(calls) == 7 and all(s >= 0 for s in samples)

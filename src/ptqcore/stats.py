@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -82,6 +82,16 @@ def plan_rounds(seconds_per_call: float, min_rounds: int, min_seconds: float, ma
         return max_rounds
     wanted = math.ceil(min_seconds / seconds_per_call)
     return max(min_rounds, min(max_rounds, wanted))
+
+
+def time_calls(call: Callable[[], object], rounds: int) -> List[float]:
+    """Seconds of each of ``rounds`` calls of ``call``, read with ``time.perf_counter`` around each."""
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
 
 
 def warm_up(call: Callable[[], object], min_calls: int, min_seconds: float) -> Tuple[float, float]:
