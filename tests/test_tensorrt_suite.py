@@ -66,6 +66,7 @@ def test_records_carry_engine_path_gpu_compute_and_census(trt_suite):
     case = trt_case(Precision.INT8, 4)
     quality = suite.quality(case)
     assert quality["engine_path"] == str(suite.artifact(case).path)
+    assert quality["engine_build"]["profile"] and quality["engine_build"]["timing_cache_status"] in ("created", "reused")
     assert quality["size_bytes"] > 0 and quality["reference"] == "base"
     with suite.runner(case) as runner:
         runner.infer(suite.sample_batch(case))

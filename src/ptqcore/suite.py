@@ -443,8 +443,7 @@ class Suite:
                 agreement_top1=predictions.agreement_top1(ref), reference=reference.precision.value,
                 artifact_sha256=artifact.sha256, artifact_reused=artifact.reused, artifact_path=str(artifact.path),
             )
-            if artifact.path.suffix == ".engine":
-                figures["engine_path"] = str(artifact.path)
+            figures.update(self.backend(case.backend).artifact_details(artifact.path))
         self.book.update(case, **figures)
         return figures
 

@@ -82,6 +82,10 @@ class Backend(abc.ABC):
             "versions": self.versions(),
         }
 
+    def artifact_details(self, artifact: Path) -> dict:
+        """Backend-specific facts about a built artifact for its record (none by default)."""
+        return {}
+
     @property
     @abc.abstractmethod
     def device(self) -> str:

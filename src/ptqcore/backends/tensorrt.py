@@ -1059,6 +1059,15 @@ class TensorRTBackend(Backend):
             calibration_cache = cache_file(self.cache_dir, inputs, "calibration.cache")
         return replace(options, timing_cache=timing, calibration_cache=calibration_cache)
 
+    def artifact_details(self, artifact: Path) -> dict:
+        """``engine_path`` (what the acceptance script loads) and the build's flags and cache use."""
+        details = {"engine_path": str(artifact)}
+        if build_info_path(artifact).is_file():
+            build = read_build_info(artifact)
+            build.pop("engine_path", None)  # written where the build ran, before the store moved it
+            details["engine_build"] = build
+        return details
+
     def export_settings(self, exporter: str, opset: int) -> Tuple[str, int]:
         """The legacy exporter at the newest opset the installed TensorRT parses (13 or 17)."""
         return onnx_export_for_tensorrt(self.trt_device().tensorrt_version)
