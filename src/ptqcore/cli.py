@@ -5,7 +5,11 @@ against the baseline (see :mod:`ptqcore.compare`) and prints an aligned table, o
 ``--markdown``; ``--json FILE`` also writes the verdicts as JSON. Limits come from the built-in
 defaults, then the ``[compare]`` table of ``--thresholds FILE``, then the options.
 
-Exit codes: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
+``ptqcore report RUN.json [MORE_RUNS...] -o DIR [--markdown]`` writes DIR/index.html, DIR/report.md
+and DIR/figures/ (see :mod:`ptqcore.report`); ``--markdown`` also prints the Markdown. It exits 0
+when the report was written and 2 on unusable input, like ``compare``.
+
+Exit codes of ``compare``: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
 (a message on stderr, never a traceback) or the command line is wrong.
 """
 
@@ -81,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
     compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the verdicts as JSON")
     compare.set_defaults(handler=run_compare)
+    report = commands.add_parser(
+        "report",
+        help="write an HTML and Markdown report with figures from benchmark runs",
+        description="Render the figures and tables of ptqcore runs (pytest --benchmark-json files) into a"
+        " self-contained HTML page and Markdown; with several runs, the first is the baseline of the"
+        " comparison. Needs matplotlib (pip install 'ptqcore[plot]'). Exit code 0: written, 2: unusable input.",
+    )
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
+    report.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="directory to write into")
+    report.add_argument("--markdown", action="store_true", help="also print the Markdown report (CI job summary)")
+    report.set_defaults(handler=run_report)
     return parser
 
 
@@ -98,6 +113,20 @@ def run_compare(args: argparse.Namespace, out) -> int:
     render = render_markdown if args.markdown else render_text
     out.write("\n".join(render(comparison) for comparison in comparisons))
     return EXIT_REGRESSION if any(comparison.regressed for comparison in comparisons) else EXIT_OK
+
+
+def run_report(args: argparse.Namespace, out) -> int:
+    """The ``report`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
+    try:
+        from .report import write_report  # matplotlib is imported only when a report is written
+    except ImportError as err:
+        raise PtqError(f"the report needs matplotlib ({err})", "pip install 'ptqcore[plot]'") from None
+    report = write_report(args.runs, args.output)
+    if args.markdown:
+        out.write(report.markdown)
+    else:
+        out.write(f"wrote {report.directory / 'index.html'} and report.md ({len(report.figures)} figures)\n")
+    return EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -64,7 +64,7 @@ def verdict_line(comparison: Comparison) -> str:
     return f"OK: no regression; {counts}"
 
 
-def _case_lists(comparison: Comparison) -> List[Tuple[str, List[Tuple[str, str]]]]:
+def case_lists(comparison: Comparison) -> List[Tuple[str, List[Tuple[str, str]]]]:
     """(title, [(name, detail)]) for each non-empty list: cases by status change, then the environment."""
     lists = [
         (
@@ -81,7 +81,7 @@ def _case_lists(comparison: Comparison) -> List[Tuple[str, List[Tuple[str, str]]
     return [(title, items) for title, items in lists if items]
 
 
-def _cells(row: Row, verdicts: dict) -> List[str]:
+def row_cells(row: Row, verdicts: dict) -> List[str]:
     return [
         row.case,
         row.metric,
@@ -97,12 +97,12 @@ def render_text(comparison: Comparison) -> str:
     """The comparison as an aligned plain-text table with a verdict line at the end."""
     out = [f"ptqcore compare: {comparison.candidate} against baseline {comparison.baseline}"]
     out.append(f"limits: {describe_limits(comparison.limits)}")
-    for title, items in _case_lists(comparison):
+    for title, items in case_lists(comparison):
         out.append("")
         out.append(f"{title}:")
         out.extend(f"  {name}: {detail}" if detail else f"  {name}" for name, detail in items)
     out.append("")
-    table = [list(COLUMNS)] + [_cells(row, TEXT_VERDICTS) for row in comparison.rows]
+    table = [list(COLUMNS)] + [row_cells(row, TEXT_VERDICTS) for row in comparison.rows]
     widths = [max(len(cells[i]) for cells in table) for i in range(len(COLUMNS))]
     for cells in table:
         out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
@@ -114,7 +114,7 @@ def render_text(comparison: Comparison) -> str:
 def _markdown_table(rows: Sequence[Row]) -> List[str]:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        cells = [cell.replace("|", "\\|") or " " for cell in _cells(row, MARKDOWN_VERDICTS)]
+        cells = [cell.replace("|", "\\|") or " " for cell in row_cells(row, MARKDOWN_VERDICTS)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -125,7 +125,7 @@ def render_markdown(comparison: Comparison) -> str:
     out.append(f"**{verdict_line(comparison)}**")
     out.append("")
     out.append(f"Limits: {describe_limits(comparison.limits)}.")
-    for title, items in _case_lists(comparison):
+    for title, items in case_lists(comparison):
         out += ["", f"**{title[0].upper() + title[1:]}**", ""]
         out.extend(f"- `{name}`: {detail}" if detail else f"- `{name}`" for name, detail in items)
     changed = [row for row in comparison.rows if row.verdict != SAME]

@@ -18,7 +18,9 @@ from typing import Callable, Optional
 
 from .base import Readings, Sampler
 
-MIN_CPU_WINDOW_S = 0.01
+#: CPU times tick in 10 ms jiffies: a 100 ms window keeps one tick within 10% of a core, so peaks
+#: are not artefacts of two samples taken a few milliseconds apart at a phase edge.
+MIN_CPU_WINDOW_S = 0.1
 
 
 class PsutilSampler(Sampler):

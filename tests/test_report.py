@@ -1,0 +1,129 @@
+"""``ptqcore report``: figures and tables rendered from small runs made by the suite.
+
+Inputs: ``data/report/tiny.json`` (a trimmed real run of the tiny model with telemetry samples,
+its TensorRT cases skipped with their reason; see ``data/report/make_report_inputs.py``) and the
+golden comparison files (``planted.json`` has a failed case).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from ptqcore.cli import main  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "report" / "tiny.json"
+BASELINE = DATA / "golden" / "baseline.json"
+PLANTED = DATA / "golden" / "planted.json"
+SKIP_REASON = "TensorRT is not installed"
+
+
+def png_size(path: Path):
+    """(width, height) from a PNG's IHDR chunk; fails the test when the file is not a PNG."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def render(tmp_path, *runs, extra=()):
+    out = tmp_path / "report"
+    code = main(["report", *map(str, runs), "-o", str(out), *extra])
+    return code, out
+
+
+def check_files(out: Path):
+    html = (out / "index.html").read_text(encoding="utf-8")
+    parser = Links()
+    parser.feed(html)
+    assert parser.links, "the page references no figure"
+    for link in parser.links:
+        assert not re.match(r"[a-z]+:", link) and not link.startswith("/"), f"non-local reference {link}"
+        assert (out / link).is_file(), f"{link} does not exist"
+    figures = sorted((out / "figures").glob("*.png"))
+    assert {f"figures/{f.name}" for f in figures} == {link for link in parser.links if link.endswith(".png")}
+    for figure in figures:
+        width, height = png_size(figure)
+        assert width > 200 and height > 150 and figure.stat().st_size > 2048, figure
+    assert "<link" not in html and "<script" not in html and "http" not in html  # works offline
+    return html, (out / "report.md").read_text(encoding="utf-8"), figures
+
+
+def test_a_run_with_telemetry_and_skipped_cases(tmp_path, capsys):
+    code, out = render(tmp_path, TINY, extra=["--markdown"])
+    assert code == 0
+    html, markdown, figures = check_files(out)
+    assert capsys.readouterr().out == markdown
+    names = {f.name for f in figures}
+    assert {"run1-latency.png", "run1-throughput.png", "run1-overhead.png", "run1-size.png", "run1-accuracy.png",
+            "run1-tradeoff.png", "run1-resources.png"} <= names
+    assert any(name.startswith("run1-time-") for name in names)  # raw samples -> over time
+    for text in (html, markdown):
+        assert f"skipped: {SKIP_REASON}" in text
+        assert text.count("tiny_cnn int8 tensorrt") >= 1
+        # no power on this machine: said, not drawn as 0
+        assert "energy per inference: not measured" in text and "power: not measured" in text
+    # Markdown has the headline table, one row per case
+    assert "| case | status | p50 ms |" in markdown
+    assert len(re.findall(r"^\| tiny_cnn ", markdown, re.M)) == 7
+    # a skipped case's figures are "–", never 0
+    skipped_row = next(line for line in markdown.splitlines() if line.startswith("| tiny_cnn fp32 tensorrt"))
+    assert " 0 " not in skipped_row and "0.0" not in skipped_row and skipped_row.count("–") == 14
+
+
+def test_a_failed_case_and_a_run_without_telemetry(tmp_path):
+    code, out = render(tmp_path, PLANTED)
+    assert code == 0
+    html, markdown, _ = check_files(out)
+    for text in (html, markdown):
+        assert "failed: " in text
+        assert "Resource use: not measured" in text
+    assert 'class=failed' in html
+
+
+def test_two_runs_side_by_side_with_verdicts(tmp_path):
+    code, out = render(tmp_path, BASELINE, PLANTED)
+    assert code == 0
+    html, markdown, figures = check_files(out)
+    assert "runs-side-by-side.png" in {f.name for f in figures}
+    assert "REGRESSED" in markdown and "REGRESSION" in markdown and "newly failing" in markdown
+    assert "| case | metric | baseline | candidate | change | verdict | note |" in markdown
+    assert "class=regression" in html
+
+
+@pytest.mark.parametrize("bad", ["/nonexistent.json", "not-json", "not-ptqcore"])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, bad):
+    path = Path(bad)
+    if bad == "not-json":
+        path = tmp_path / "x.json"
+        path.write_text("hello")
+    elif bad == "not-ptqcore":
+        path = tmp_path / "y.json"
+        path.write_text('{"benchmarks": []}')
+    code, out = render(tmp_path, path)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("ptqcore report: error:")
+    assert not (out / "index.html").exists()
+
+
+def test_import_and_compare_stay_free_of_matplotlib():
+    code = "import sys, ptqcore, ptqcore.cli, ptqcore.report; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
