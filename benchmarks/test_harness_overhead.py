@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.stats import time_calls
+from ptqcore.stats import plan_rounds, time_calls, warm_up
 from ptqcore.timing import LatencyPlan, benchmark_latency
 
 MAX_OVERHEAD = 0.03
@@ -32,13 +32,14 @@ def test_harness_overhead(ptq_suite, benchmark):
         def bare():
             return runner.session.run(None, feed)
 
-        time_calls(bare, plan.warmup_calls)
-        bare_before = time_calls(bare, plan.min_rounds)
+        _, per_call = warm_up(bare, plan.warmup_calls, plan.warmup_seconds)
+        half = max(plan.min_rounds, plan_rounds(per_call, plan.min_rounds, plan.min_seconds, plan.max_rounds) // 2)
+        bare_before = time_calls(bare, half)
         run = benchmark_latency(benchmark, runner.infer, batch, plan)
-        stats, rounds = run.stats, run.rounds
+        stats = run.stats
         if stats is None:
             pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
-        bare = bare_before + time_calls(bare, rounds)
+        bare = bare_before + time_calls(bare, half)  # as many calls after as before: drift cancels
     bare_ms = statistics.median(bare) * 1000.0
     ratio = stats.p50 / bare_ms
     benchmark.extra_info.update(bare_p50_ms=bare_ms, harness_p50_ms=stats.p50, overhead_ratio=ratio, bare_rounds=len(bare))

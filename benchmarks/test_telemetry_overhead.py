@@ -6,8 +6,8 @@ Off, on, off again (so drift of the machine affects both sides alike), then the 
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.stats import LatencyStats, time_calls
-from ptqcore.timing import LatencyPlan, benchmark_latency, warm_up
+from ptqcore.stats import LatencyStats, plan_rounds, time_calls, warm_up
+from ptqcore.timing import LatencyPlan, benchmark_latency
 
 MAX_OVERHEAD = 0.02
 
@@ -25,12 +25,14 @@ def test_telemetry_overhead(ptq_suite, benchmark):
     benchmark.group = "telemetry-overhead"
     benchmark.extra_info.update(case=case.id, measurement="ptqcore latency with telemetry on, next to it off")
     with ptq_suite.runner(case) as runner:
-        warm_up(lambda: runner.infer(batch), plan.warmup_calls, plan.warmup_seconds)
-        off_before = time_calls(lambda: runner.infer(batch), plan.min_rounds)
+        _, per_call = warm_up(lambda: runner.infer(batch), plan.warmup_calls, plan.warmup_seconds)
+        half = max(plan.min_rounds, plan_rounds(per_call, plan.min_rounds, plan.min_seconds, plan.max_rounds) // 2)
+        off_before = time_calls(lambda: runner.infer(batch), half)
         run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
         if run.stats is None:
             pytest.skip("benchmarking is disabled (--benchmark-disable): nothing was timed")
-        off = LatencyStats.from_seconds(off_before + time_calls(lambda: runner.infer(batch), run.rounds), 1)
+        # as many calls after as before, so that drift of the machine weighs on both sides alike
+        off = LatencyStats.from_seconds(off_before + time_calls(lambda: runner.infer(batch), half), 1)
     ratio = run.stats.p50 / off.p50
     benchmark.extra_info.update(telemetry_off_p50_ms=off.p50, telemetry_on_p50_ms=run.stats.p50, overhead_ratio=ratio,
                                 sampled=sorted(run.resources["inference"]["sources"]))
