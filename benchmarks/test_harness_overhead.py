@@ -10,8 +10,8 @@ import statistics
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.stats import plan_rounds, time_calls, warm_up
-from ptqcore.timing import LatencyPlan, benchmark_latency
+from ptqcore.stats import time_calls
+from ptqcore.timing import LatencyPlan, benchmark_latency, reference_half_rounds
 
 MAX_OVERHEAD = 0.03
 
@@ -32,8 +32,7 @@ def test_harness_overhead(ptq_suite, benchmark):
         def bare():
             return runner.session.run(None, feed)
 
-        _, per_call = warm_up(bare, plan.warmup_calls, plan.warmup_seconds)
-        half = max(plan.min_rounds, plan_rounds(per_call, plan.min_rounds, plan.min_seconds, plan.max_rounds) // 2)
+        half = reference_half_rounds(bare, plan)
         bare_before = time_calls(bare, half)
         run = benchmark_latency(benchmark, runner.infer, batch, plan)
         stats = run.stats

@@ -6,8 +6,8 @@ Off, on, off again (so drift of the machine affects both sides alike), then the 
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.stats import LatencyStats, plan_rounds, time_calls, warm_up
-from ptqcore.timing import LatencyPlan, benchmark_latency
+from ptqcore.stats import LatencyStats, time_calls
+from ptqcore.timing import LatencyPlan, benchmark_latency, reference_half_rounds
 
 MAX_OVERHEAD = 0.02
 
@@ -25,8 +25,7 @@ def test_telemetry_overhead(ptq_suite, benchmark):
     benchmark.group = "telemetry-overhead"
     benchmark.extra_info.update(case=case.id, measurement="ptqcore latency with telemetry on, next to it off")
     with ptq_suite.runner(case) as runner:
-        _, per_call = warm_up(lambda: runner.infer(batch), plan.warmup_calls, plan.warmup_seconds)
-        half = max(plan.min_rounds, plan_rounds(per_call, plan.min_rounds, plan.min_seconds, plan.max_rounds) // 2)
+        half = reference_half_rounds(lambda: runner.infer(batch), plan)
         off_before = time_calls(lambda: runner.infer(batch), half)
         run = benchmark_latency(benchmark, runner.infer, batch, plan, monitor=ptq_suite.new_monitor())
         if run.stats is None:

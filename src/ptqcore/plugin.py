@@ -240,7 +240,7 @@ def _terminal_report(config) -> Callable[[str], None]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """Runs before pytest-benchmark's own configure, so the JSON path set here is the one it uses."""
-    config.stash[STARTED_KEY] = time.time()
+    config.stash[STARTED_KEY] = time.time()  # wall clock on purpose: compared with a file's mtime, not a duration
     json_dir = config.getoption("ptq_json_dir", None)
     if json_dir is not None and not config.getoption("benchmark_json", None):
         json_dir = json_dir.expanduser()

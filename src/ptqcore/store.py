@@ -61,6 +61,12 @@ class Entry:
     reused: bool
 
 
+def entry_for_file(path: Path) -> Entry:
+    """An :class:`Entry` for a file outside the store (a user's model file), hashed as it is."""
+    path = Path(path)
+    return Entry(path, "", file_sha256(path), path.stat().st_size, reused=True)
+
+
 class ArtifactStore:
     """See the module docstring. ``report`` receives one-line progress messages."""
 

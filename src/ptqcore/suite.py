@@ -14,6 +14,7 @@ Pipeline, per model::
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 import tempfile
 import time
@@ -41,7 +42,7 @@ from .models import (
 )
 from .quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
 from .records import RecordBook
-from .store import ArtifactStore, Entry, default_cache_dir, file_sha256
+from .store import ArtifactStore, Entry, default_cache_dir, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
 from .training import TrainRecipe, make_base_model, replace_head, resolve_weight_mode
 
@@ -151,7 +152,7 @@ class Suite:
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
 
-    @property
+    @functools.cached_property
     def base_device(self) -> str:
         """Where the PyTorch base runs: the GPU when one is visible (as the study did), else the CPU."""
         import torch
@@ -220,7 +221,7 @@ class Suite:
             raise ModelLoadError(f"{model} is an ONNX file and has no PyTorch model", "use its fp32 case as the reference")
         if spec.source == "torchscript":
             module = load_torchscript(spec.path)
-            file = Entry(spec.path, "", file_sha256(spec.path), spec.path.stat().st_size, reused=True)
+            file = entry_for_file(spec.path)
             return BaseModel(module, file)
         data = self.dataset(model)
         mode = resolve_weight_mode(self.options.weights, self.options.dataset)
@@ -265,7 +266,7 @@ class Suite:
         spec = self.specs[model]
         if spec.source == "onnx":
             check_onnx(spec.path)
-            return Entry(spec.path, "", file_sha256(spec.path), spec.path.stat().st_size, reused=True)
+            return entry_for_file(spec.path)
         import torch
 
         base = self.base_model(model)

@@ -44,6 +44,17 @@ class LatencyRun:
     machine_state: Optional[dict] = None
 
 
+def reference_half_rounds(call: Callable[[], object], plan: LatencyPlan) -> int:
+    """Warm ``call`` up and size each half of a reference measurement taken around a timed window.
+
+    Overhead checks time a reference before and after the measured window with this many calls
+    each, so that drift of the machine weighs on both sides alike: half of what ``plan`` would
+    time, and at least its minimum rounds.
+    """
+    _, per_call = warm_up(call, plan.warmup_calls, plan.warmup_seconds)
+    return max(plan.min_rounds, plan_rounds(per_call, plan.min_rounds, plan.min_seconds, plan.max_rounds) // 2)
+
+
 def raw_samples(benchmark) -> Optional[List[float]]:
     """The per-round seconds pytest-benchmark recorded, or None when benchmarking is disabled."""
     stats = getattr(benchmark, "stats", None)
