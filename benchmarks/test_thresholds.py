@@ -1,4 +1,5 @@
-"""Quality gates: accuracy drop and size reduction per precision, and the base model's own accuracy.
+"""Quality gates: accuracy drop and size reduction per precision, INT8 kernels against their
+fake-quant reference, and the base model's own accuracy.
 
 Limits come from the thresholds file (``--ptq-thresholds``) merged over ptqcore's defaults; a
 failure message names the limit and where it came from.
@@ -6,12 +7,15 @@ failure message names the limit and where it came from.
 
 import pytest
 
+from ptqcore.cpu_isa import kernel_drop_hint
+
 
 def _limits(ptq_suite, case):
     limits = ptq_suite.thresholds.limits_for(case.model, case.precision.value, case.backend)
     ptq_suite.book.update(case, limits={
         "max_accuracy_drop_pp": limits.max_accuracy_drop_pp,
         "min_size_reduction": limits.min_size_reduction,
+        "max_kernel_drop_pp": limits.max_kernel_drop_pp,
         "reason": limits.reason,
     })
     return limits
@@ -38,6 +42,23 @@ def test_size_reduction(case, ptq_suite):
     assert quality["size_reduction"] >= limits.min_size_reduction, (
         f"{case.id}: {quality['size_bytes_base']} -> {quality['size_bytes']} bytes is"
         f" {quality['size_reduction']:.2f}x < {limits.min_size_reduction}x ({limits.reason})"
+    )
+
+
+@pytest.mark.ptq_cases(select="int8")
+def test_int8_kernel_matches_reference(case, ptq_suite):
+    """The backend's INT8 kernels must compute what the Q/DQ file says: top-1 against the same file
+    run with graph optimizations off (fake quantization) may drop by at most max_kernel_drop_pp."""
+    limits = _limits(ptq_suite, case)
+    if limits.max_kernel_drop_pp is None:
+        pytest.skip(f"no kernel-drop limit for int8 in {ptq_suite.thresholds.source}")
+    quality = ptq_suite.quality(case)
+    kernel = quality["accuracy_drop_kernel_pp"]
+    assert kernel <= limits.max_kernel_drop_pp, (
+        f"{case.id}: the {quality['int8_recipe']} kernels lose {kernel:.2f} pp against the fake-quant reference"
+        f" (top-1 {quality['top1']:.4f} vs {quality['top1_reference']:.4f}, agreement"
+        f" {quality['agreement_reference']:.3f}) > {limits.max_kernel_drop_pp} pp ({limits.reason}); "
+        + kernel_drop_hint(case.backend, quality["int8_recipe"], ptq_suite.cpu_isa)
     )
 
 

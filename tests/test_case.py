@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ptqcore.case import Case, Precision, build_matrix
 
-DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+DEVICES = {"onnxruntime": "cpu", "tensorrt": "cuda"}
 
 
 def test_case_id_is_readable_and_names_non_default_recipe():
@@ -45,11 +45,22 @@ def test_matrix_is_complete_and_unique(models, precs, backs, bs, cals):
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
     expected = 0
+    base_devices = {DEVICES[b] for b in backs}
     for _ in set(models):
-        expected += len(set(bs)) if Precision.BASE in precs else 0
+        expected += len(set(bs)) * len(base_devices) if Precision.BASE in precs else 0
         for precision in set(precs) - {Precision.BASE}:
             per = len(set(cals)) if precision is Precision.INT8 else 1
             expected += len(set(backs)) * len(set(bs)) * per
     assert len(cases) == expected
     assert all(c.backend == "torch" for c in cases if c.precision is Precision.BASE)
-    assert all(c.device == DEVICES[c.backend] for c in cases)
+    assert all(c.device == DEVICES[c.backend] for c in cases if c.precision is not Precision.BASE)
+    # the base runs on each device of the selected backends, and only there
+    assert {c.device for c in cases if c.precision is Precision.BASE} <= base_devices
+
+
+def test_base_device_follows_the_backends_not_the_machine():
+    """A CPU-only sweep has its base on the CPU even where a GPU is visible; TensorRT adds a CUDA base."""
+    cpu = build_matrix(["m"], [Precision.BASE, Precision.FP32], ["onnxruntime"], DEVICES, [1])
+    assert [c.id for c in cpu] == ["m-base-torch-cpu-b1", "m-fp32-onnxruntime-cpu-b1"]
+    both = build_matrix(["m"], [Precision.BASE], ["onnxruntime", "tensorrt"], DEVICES, [1])
+    assert [c.id for c in both] == ["m-base-torch-cpu-b1", "m-base-torch-cuda-b1"]

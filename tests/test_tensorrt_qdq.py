@@ -4,23 +4,25 @@ It is made exactly as an INT8 engine build makes it (:func:`tensorrt_qdq_onnx`: 
 model and calibration ranges, the ranges file the ONNX Runtime INT8 model is quantized from, laid out
 by ``QuantRecipe.for_tensorrt()``), then checked structurally against what TensorRT needs (signed
 INT8, zero points 0, per-channel weights on axis 0 with their own Q/DQ pair, FP32 bias, an opset
-TensorRT 8.5 parses) and numerically in ONNX Runtime against the FP32 model on real digits images.
+TensorRT 8.5 parses) and numerically against the FP32 model on real digits images, run in ONNX
+Runtime's reference mode (graph optimizations off: each Q and DQ executes as written, the layer
+between them in float), which emulates what TensorRT computes rather than ONNX Runtime's x86 INT8
+kernels, whose results depend on the CPU's instruction set.
 """
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 
+from ptqcore.backends.onnxruntime import OrtRunner
 from ptqcore.backends.tensorrt import tensorrt_qdq_onnx
 from ptqcore.case import Case, Precision
 from ptqcore.suite import Suite, SuiteOptions
 
 
 def predictions(path, images):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i : i + 25]})[0] for i in range(0, len(images), 25)])
+    with OrtRunner(path, reference=True) as runner:
+        return np.concatenate([runner.infer(images[i : i + 25]) for i in range(0, len(images), 25)])
 
 
 def test_tensorrt_qdq_model_is_signed_symmetric_per_channel_and_agrees_with_fp32(tmp_path):

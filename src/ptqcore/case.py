@@ -84,9 +84,10 @@ def build_matrix(
 ) -> List[Case]:
     """All cases, in a stable order: model, then base before the backends, then precision, batch, recipe.
 
-    ``devices`` maps each backend name (and ``torch``) to the device it runs on. ``base`` cases
-    run on PyTorch whatever ``backends`` says: they are the reference every other case is
-    compared with. Duplicates in the inputs are ignored.
+    ``devices`` maps each backend name to the device it runs on. ``base`` cases run on PyTorch
+    whatever ``backends`` says, once on each device the selected backends use (the CPU for
+    ONNX Runtime, CUDA for TensorRT), so that every compressed case has a base on its own device
+    to be compared with. Duplicates in the inputs are ignored.
     """
     cases: List[Case] = []
     seen = set()
@@ -96,10 +97,12 @@ def build_matrix(
             seen.add(case.id)
             cases.append(case)
 
+    base_devices = _unique(devices[backend] for backend in backends)
     for model in _unique(models):
-        for batch in _unique(batch_sizes):
-            if Precision.BASE in precisions:
-                add(Case(model, Precision.BASE, BASE_BACKEND, devices[BASE_BACKEND], batch))
+        for device in base_devices:
+            for batch in _unique(batch_sizes):
+                if Precision.BASE in precisions:
+                    add(Case(model, Precision.BASE, BASE_BACKEND, device, batch))
         for backend in _unique(backends):
             for precision in _unique(precisions):
                 if not precision.compressed:

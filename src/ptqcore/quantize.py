@@ -8,8 +8,8 @@ INT8 is three steps, each a pure function from files to a file, so each can be c
    and save the activation ranges (min/max, entropy with a real 2048-bin histogram, or
    percentile) as a calibration cache; the same ranges can quantize for several backends;
 3. :func:`qdq_onnx_from_onnx`: insert QuantizeLinear/DequantizeLinear pairs from those ranges,
-   in the form a :class:`QuantRecipe` names (U8S8 per-channel for ONNX Runtime on x86, signed
-   symmetric for TensorRT).
+   in the form a :class:`QuantRecipe` names (for ONNX Runtime the layout that suits the CPU, see
+   :mod:`ptqcore.cpu_isa`; signed symmetric for TensorRT).
 
 ONNX Runtime's string-keyed ``extra_options`` stay inside :class:`QuantRecipe`.
 """
@@ -17,6 +17,7 @@ ONNX Runtime's string-keyed ``extra_options`` stay inside :class:`QuantRecipe`.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from .cpu_isa import INT8_RECIPES
 from .errors import BuildError
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
@@ -39,6 +41,8 @@ class QuantRecipe:
     activation_type: str = "uint8"
     weight_type: str = "int8"
     per_channel: bool = True
+    #: 7-bit weights: ONNX Runtime's remedy for U8S8 saturation on x86 without VNNI.
+    reduce_range: bool = False
     symmetric_activations: bool = False
     quantize_bias: bool = True
     qdq_pair_on_weights: bool = False
@@ -55,9 +59,27 @@ class QuantRecipe:
                 raise ValueError(f"{name} must be 'uint8' or 'int8'")
 
     @classmethod
-    def for_onnxruntime_cpu(cls, calibration: str = "minmax") -> "QuantRecipe":
-        """U8S8, per-channel weights: the layout ONNX Runtime's x86 INT8 kernels run fastest."""
-        return cls(calibration=calibration)
+    def for_onnxruntime_cpu(cls, calibration: str = "minmax", layout: str = "u8s8") -> "QuantRecipe":
+        """Per-channel weights in ``layout`` (one of :data:`~ptqcore.cpu_isa.INT8_RECIPES`):
+        ``u8s8`` (fastest on x86 with VNNI), ``u8s8-reduce-range`` (x86 without VNNI), ``s8s8`` (ARM64)."""
+        if layout not in INT8_RECIPES:
+            raise ValueError(f"layout must be one of {', '.join(INT8_RECIPES)}, got {layout!r}")
+        return cls(calibration=calibration, activation_type="int8" if layout == "s8s8" else "uint8",
+                   reduce_range=layout == "u8s8-reduce-range")
+
+    @property
+    def layout(self) -> str:
+        """The short name of the layout: ``u8s8``, ``s8s8``, ``u8s8-reduce-range`` (or ``s8s8-symmetric``
+        for TensorRT's form)."""
+        name = ("s8" if self.activation_type == "int8" else "u8") + ("s8" if self.weight_type == "int8" else "u8")
+        if self.symmetric_activations:
+            name += "-symmetric"
+        return name + ("-reduce-range" if self.reduce_range else "")
+
+    def record_fields(self) -> dict:
+        """What every INT8 record says about how its model was quantized."""
+        return {"int8_recipe": self.layout, "activation_type": self.activation_type, "weight_type": self.weight_type,
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
 
     @classmethod
     def for_tensorrt(cls, calibration: str = "minmax") -> "QuantRecipe":
@@ -182,8 +204,34 @@ def calibration_ranges_from_onnx(prepared_path: Path, images: np.ndarray, recipe
         calibrator.collect_data(_ArrayReader(_input_name(prepared_path), images, recipe.calibration_batch_size))
         ranges = calibrator.compute_data()
         del calibrator  # releases the augmented model's session before the folder goes
-    q.save_tensors_data(ranges, str(out_path))
+    _save_ranges(ranges, Path(out_path))
     return Path(out_path)
+
+
+def _save_ranges(ranges, out_path: Path) -> None:
+    """Write the ranges as JSON with sorted keys, so the same ranges always give the same bytes.
+
+    ONNX Runtime >= 1.31 has ``save_tensors_data`` (the format ``quantize_static`` reads back);
+    older releases (1.19 on JetPack 5's Python 3.8) do not, and their ranges are written in the
+    same layout from the ``TensorData`` attributes, for the record and for TensorRT.
+    """
+    q = _ort_quantization()
+    if hasattr(q, "save_tensors_data"):
+        q.save_tensors_data(ranges, str(out_path))
+        document = json.loads(out_path.read_text())
+    else:
+        document = {"CLS": "TensorsData", "calibration_method": str(getattr(ranges, "calibration_method", "")),
+                    "data": {name: _tensor_data_dict(value) for name, value in ranges.data.items()}}
+    out_path.write_text(json.dumps(document, sort_keys=True))
+
+
+def _tensor_data_dict(value) -> dict:
+    fields = {"CLS": type(value).__name__}
+    for name in ("lowest", "highest", "hist", "hist_edges", "bins", "avg", "std"):
+        item = getattr(value, name, None)
+        if item is not None:
+            fields[name] = np.asarray(item).tolist()
+    return fields
 
 
 def supports_calibration_cache() -> bool:
@@ -207,6 +255,7 @@ def qdq_onnx_from_onnx(
     kwargs = dict(
         quant_format=q.QuantFormat.QDQ,
         per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
         activation_type=_qtype(recipe.activation_type),
         weight_type=_qtype(recipe.weight_type),
         calibrate_method=_method(recipe),

@@ -12,7 +12,14 @@ when no test of the case was selected), ``problems`` (one line per failed check)
 figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
 ``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
 ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
-``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``; with telemetry, ``resources`` (one
+``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
+the same model, backend, device and batch size: p50 / this p50) and ``speedup_vs_base`` (the same
+with the PyTorch base on the same device; never across devices); INT8 records add how they were
+quantized (``int8_recipe``, ``activation_type``, ``weight_type``, ``per_channel``,
+``reduce_range``, ``cpu_isa``) and the drop split in two parts that add up to
+``accuracy_drop_pp``: ``accuracy_drop_quantization_pp`` (the fake-quant reference run of the Q/DQ
+file, ``top1_reference``, vs the FP32 reference) and ``accuracy_drop_kernel_pp`` (the backend vs
+that reference run; ``agreement_reference`` is their top-1 agreement); with telemetry, ``resources`` (one
 summary per phase: ``export``, ``calibration``, ``build`` from the last compression round,
 ``idle`` and ``inference`` from the latency window), ``energy_j_per_inference`` and ``energy``
 (where power is measured), ``stability`` and ``machine_state``. A figure that was not measured
@@ -22,7 +29,7 @@ is ``None``, never 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from .case import Case
 
@@ -41,7 +48,36 @@ FIGURES = (
     "agreement_top1",
     "latency_ms",
     "throughput_ips",
+    "speedup_vs_fp32",
+    "speedup_vs_base",
 )
+
+#: What a case is compared with for each speed-up, and the fields that must match.
+SPEEDUP_REFERENCES = {
+    "speedup_vs_fp32": ("fp32", ("model", "backend", "device", "batch_size", "dataset")),
+    "speedup_vs_base": ("base", ("model", "device", "batch_size", "dataset")),
+}
+
+
+def _p50(record: Mapping) -> Optional[float]:
+    latency = record.get("latency_ms")
+    value = latency.get("p50") if isinstance(latency, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    return float(value)
+
+
+def speedups(record: Mapping, records: Sequence[Mapping]) -> Dict[str, Optional[float]]:
+    """``speedup_vs_fp32`` and ``speedup_vs_base`` of ``record`` among ``records`` (one run):
+    the reference case's latency p50 / this case's p50, each None where either is missing.
+    References are found only on the same device, so no speed-up divides a GPU by a CPU."""
+    out: Dict[str, Optional[float]] = {}
+    mine = _p50(record)
+    for name, (precision, keys) in SPEEDUP_REFERENCES.items():
+        reference = next((_p50(r) for r in records if r.get("precision") == precision
+                          and all(r.get(k) == record.get(k) for k in keys) and _p50(r) is not None), None)
+        out[name] = None if mine is None or reference is None else reference / mine
+    return out
 
 
 @dataclass
@@ -98,4 +134,8 @@ class RecordBook:
         record.problems.append(problem)
 
     def as_list(self) -> List[dict]:
-        return [record.as_dict() for record in self._records.values()]
+        """Every record as a dict, with the speed-ups that need the other records of the run."""
+        records = [record.as_dict() for record in self._records.values()]
+        for record in records:
+            record.update(speedups(record, records))
+        return records

@@ -14,25 +14,24 @@ Pipeline, per model::
 from __future__ import annotations
 
 import contextlib
-import functools
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
+from .backends.onnxruntime import OrtRunner
 from .backends.torch_base import TorchCudaRunner, TorchRunner
-from .case import BASE_BACKEND, DEFAULT_CALIBRATION, Case, Precision, build_matrix
+from .case import BASE_BACKEND, Case, Precision, build_matrix
+from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
-from .export import DEFAULT_OPSET, check_onnx, onnx_from_torch
+from .export import check_onnx, onnx_from_torch
 from .models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ModelSpec,
     Preprocess,
     get_model_spec,
@@ -40,57 +39,12 @@ from .models import (
     resolve_model_names,
     spec_from_file,
 )
+from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
 from .quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
 from .records import RecordBook
-from .store import ArtifactStore, Entry, default_cache_dir, entry_for_file, file_sha256
+from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
 from .training import TrainRecipe, make_base_model, replace_head, resolve_weight_mode
-
-#: Input side used when the data set is digits (8x8 scans upsampled): big enough for every study
-#: model's downsampling, small enough that training all six on 2 CPU cores takes minutes.
-DIGITS_IMAGE_SIZE = 32
-#: The study fed every model 224x224 images.
-STUDY_IMAGE_SIZE = 224
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """Everything a run depends on; the pytest options map onto these fields one to one."""
-
-    models: Tuple[str, ...] = ("study",)
-    precisions: Tuple[Precision, ...] = tuple(Precision)
-    backends: Tuple[str, ...] = ("onnxruntime",)
-    batch_sizes: Tuple[int, ...] = (1,)
-    dataset: str = "digits"
-    data_root: Optional[Path] = None
-    calibration_size: int = 128
-    eval_size: Optional[int] = None
-    eval_batch_size: int = 16
-    calibrations: Tuple[str, ...] = (DEFAULT_CALIBRATION,)
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    weights: str = "auto"
-    image_size: Optional[int] = None
-    opset: int = DEFAULT_OPSET
-    exporter: str = "legacy"
-    compress_rounds: int = 3
-    compress_warmup: int = 1
-    latency_min_rounds: int = 20
-    latency_min_seconds: float = 1.0
-    latency_max_rounds: int = 100_000
-    warmup_calls: int = 10
-    warmup_seconds: float = 0.5
-    threads: int = 0
-    seed: int = 0
-    train_epochs: int = 8
-    trt_workspace_mib: Optional[int] = None
-    trt_int8: str = "explicit"
-    trt_cuda_graph: bool = False
-    telemetry: bool = True
-    telemetry_interval: float = 0.2
-    telemetry_samples: bool = False
-    file_input_size: int = 224
-    file_mean: Tuple[float, float, float] = IMAGENET_MEAN
-    file_std: Tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -130,6 +84,9 @@ class Suite:
         self.store = ArtifactStore(options.cache_dir, self.report)
         self.book = RecordBook(options.dataset)
         self.specs: Dict[str, ModelSpec] = self._resolve_specs()
+        #: The CPU's INT8 support, and the ONNX Runtime INT8 layout chosen for it (or forced).
+        self.cpu_isa = detect_cpu_isa()
+        self.int8_layout = resolve_recipe(options.int8_recipe, self.cpu_isa)
         self._memo: Dict[tuple, object] = {}
         self._backends: Dict[tuple, object] = {}
 
@@ -152,16 +109,13 @@ class Suite:
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
 
-    @functools.cached_property
-    def base_device(self) -> str:
-        """Where the PyTorch base runs: the GPU when one is visible (as the study did), else the CPU."""
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-
     def cases(self) -> List[Tuple[Case, Optional[str]]]:
-        """Every case of the matrix with the reason it cannot run here (None if it can)."""
-        devices = {BASE_BACKEND: self.base_device, "onnxruntime": "cpu", "tensorrt": "cuda"}
+        """Every case of the matrix with the reason it cannot run here (None if it can).
+
+        The PyTorch base runs on the devices of the selected backends (the CPU for ONNX Runtime,
+        CUDA for TensorRT), never on whatever the machine happens to have.
+        """
+        devices = {name: self.backend(name).device for name in self.options.backends}
         matrix = build_matrix(
             list(self.specs), self.options.precisions, self.options.backends, devices,
             self.options.batch_sizes, self.options.calibrations,
@@ -173,9 +127,19 @@ class Suite:
         if reason:
             return reason
         if case.backend == BASE_BACKEND:
-            return None
+            return self._base_device_reason(case.device)
         backend = self.backend(case.backend)
         return backend.unavailable_reason() or backend.unsupported_reason(case)
+
+    @staticmethod
+    def _base_device_reason(device: str) -> Optional[str]:
+        """Why PyTorch cannot run the base on ``device`` here (None when it can)."""
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "PyTorch sees no CUDA GPU, so the base cannot run on cuda"
+        return None
 
     # -- memoisation that remembers failures --------------------------------------------------
     def _once(self, key: tuple, make: Callable[[], object]):
@@ -285,7 +249,7 @@ class Suite:
             trt = {"workspace_mib": self.options.trt_workspace_mib, "int8_strategy": self.options.trt_int8,
                    "cuda_graph": self.options.trt_cuda_graph}
             cache = None if for_timing else self.options.cache_dir
-            self._backends[key] = get_backend(name, self.options.threads, cache, trt)
+            self._backends[key] = get_backend(name, self.options.threads, cache, trt, self.int8_layout)
         return self._backends[key]
 
     # -- phase 2 ------------------------------------------------------------------------------
@@ -320,7 +284,7 @@ class Suite:
     def _artifact_identity(self, case: Case) -> tuple:
         """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
         per_batch = case.precision.compressed and self.backend(case.backend).per_batch_artifacts
-        return (case.model, case.precision, case.backend, case.recipe, case.batch_size if per_batch else None)
+        return (case.model, case.precision, case.backend, case.device, case.recipe, case.batch_size if per_batch else None)
 
     def _make_artifact(self, case: Case) -> Entry:
         backend = self.backend(case.backend)
@@ -413,10 +377,52 @@ class Suite:
 
         return self._once(("predictions",) + self._artifact_identity(case), run)
 
+    def int8_reference(self, case: Case) -> Predictions:
+        """Predictions of an INT8 case's fake-quant reference: the Q/DQ file its artifact computes
+        (the artifact itself for ONNX Runtime, TensorRT's form for TensorRT), run by ONNX Runtime
+        with graph optimizations off, so that no CPU instruction set or engine changes it."""
+
+        def reference_file() -> Path:
+            backend = self.backend(case.backend)
+            if backend.int8_artifact_is_reference:
+                return self.artifact(case).path
+            import onnxruntime
+
+            int8 = self._int8_inputs(case)
+            inputs = {"backend": backend.name, "recipe": backend.int8_record_fields(case),
+                      "sources": [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
+                      "onnxruntime": onnxruntime.__version__}
+            return self.store.get_or_build(
+                "reference", inputs, "reference.onnx", lambda path: backend.int8_reference_onnx(case, int8, path),
+                f"{case.backend} INT8 reference model of {case.model}",
+            ).path
+
+        def run() -> Predictions:
+            data = self.dataset(case.model)
+            self.report(f"evaluating the fake-quant reference of {case.id} on {len(data.evaluation)} {data.name} images")
+            with OrtRunner(reference_file(), self.options.threads, reference=True) as runner:
+                return predict(runner.infer, data.evaluation_batches(self.options.eval_batch_size))
+
+        return self._once(("int8-reference",) + self._artifact_identity(case), run)
+
+    def _int8_figures(self, case: Case, predictions: Predictions, reference: Predictions) -> dict:
+        """How an INT8 case was quantized, and its accuracy drop split in two parts that add up:
+        quantization (reference run of the Q/DQ file vs the FP32 reference) and kernels (the
+        backend vs that reference run)."""
+        fake = self.int8_reference(case)
+        return {
+            **self.backend(case.backend).int8_record_fields(case),
+            "cpu_isa": self.cpu_isa.name,
+            "top1_reference": fake.top1_accuracy,
+            "agreement_reference": predictions.agreement_top1(fake),
+            "accuracy_drop_quantization_pp": drop_pp(reference.top1_accuracy, fake.top1_accuracy),
+            "accuracy_drop_kernel_pp": drop_pp(fake.top1_accuracy, predictions.top1_accuracy),
+        }
+
     def reference_case(self, case: Case) -> Case:
         """What a case's accuracy drop is measured against: the base, or fp32 for ONNX files."""
         if self.specs[case.model].has_torch_model:
-            return Case(case.model, Precision.BASE, BASE_BACKEND, self.base_device, case.batch_size)
+            return Case(case.model, Precision.BASE, BASE_BACKEND, case.device, case.batch_size)
         return Case(case.model, Precision.FP32, case.backend, case.device, case.batch_size)
 
     def quality(self, case: Case) -> dict:
@@ -445,6 +451,8 @@ class Suite:
                 artifact_sha256=artifact.sha256, artifact_reused=artifact.reused, artifact_path=str(artifact.path),
             )
             figures.update(self.backend(case.backend).artifact_details(artifact.path))
+            if case.precision is Precision.INT8:
+                figures.update(self._int8_figures(case, predictions, ref))
         self.book.update(case, **figures)
         return figures
 
@@ -474,4 +482,6 @@ class Suite:
                 versions[name] = importlib.import_module(name).__version__
             except ImportError:
                 versions[name] = None
-        return {"versions": versions, "threads": self.options.threads or "library default"}
+        return {"versions": versions, "threads": self.options.threads or "library default",
+                "cpu_isa": self.cpu_isa.as_dict(), "int8_recipe": self.int8_layout,
+                "int8_recipe_option": self.options.int8_recipe}

@@ -25,14 +25,16 @@ def tensorrt_unavailable_reason() -> Optional[str]:
     return unavailable_reason()
 
 
-def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[dict] = None) -> Backend:
+def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[dict] = None,
+                int8_layout: str = "u8s8") -> Backend:
     """The backend called ``name``. ``cache_dir`` holds caches a backend reuses across builds
     (TensorRT's timing cache); None for builds that must start from nothing, such as timed rounds.
-    ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``."""
+    ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``.
+    ``int8_layout`` is ONNX Runtime's INT8 layout (:data:`ptqcore.cpu_isa.INT8_RECIPES`)."""
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(threads=threads)
+        return OnnxRuntimeBackend(threads=threads, int8_layout=int8_layout)
     if name == "tensorrt":
         from .tensorrt import TensorRTBackend, TrtBuildOptions
 

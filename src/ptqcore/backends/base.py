@@ -68,6 +68,10 @@ class Backend(abc.ABC):
     #: artifacts and their accuracy are kept per batch size.
     per_batch_artifacts: bool = False
 
+    #: True when the INT8 artifact is itself the Q/DQ ONNX file of :meth:`int8_reference_onnx`,
+    #: so the reference runs the artifact instead of a second copy.
+    int8_artifact_is_reference: bool = False
+
     def export_settings(self, exporter: str, opset: int) -> Tuple[str, int]:
         """The (exporter, opset) of the ONNX file this backend builds from; the options' by default."""
         return exporter, opset
@@ -85,6 +89,16 @@ class Backend(abc.ABC):
     def artifact_details(self, artifact: Path) -> dict:
         """Backend-specific facts about a built artifact for its record (none by default)."""
         return {}
+
+    def int8_record_fields(self, case: Case) -> dict:
+        """How this backend's INT8 model of ``case`` was quantized (``int8_recipe`` and its parts)."""
+        return {}
+
+    def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
+        """Write the Q/DQ ONNX file the INT8 artifact of ``case`` computes: the one it is built
+        from. Run by ONNX Runtime with graph optimizations off it is the fake-quant reference that
+        separates what quantization costs from what the backend's kernels add."""
+        raise NotImplementedError(f"{self.name} has no INT8 reference model")
 
     @property
     @abc.abstractmethod

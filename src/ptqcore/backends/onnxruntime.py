@@ -1,4 +1,4 @@
-"""ONNX Runtime on the CPU: FP32, FP16 and INT8 (Q/DQ, U8S8 per-channel) artifacts."""
+"""ONNX Runtime on the CPU: FP32, FP16 and INT8 (Q/DQ, per-channel, in the layout that suits the CPU) artifacts."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ from .base import Backend, Int8Inputs, Runner
 
 
 class OrtRunner(Runner):
-    """An ``InferenceSession`` on the CPU execution provider; ``threads`` 0 is ONNX Runtime's default."""
+    """An ``InferenceSession`` on the CPU execution provider; ``threads`` 0 is ONNX Runtime's default.
 
-    def __init__(self, model_path: Path, threads: int = 0) -> None:
+    ``reference=True`` turns every graph optimization off: each QuantizeLinear / DequantizeLinear
+    of a Q/DQ file then executes as written with the op between them in float (fake
+    quantization), which no CPU instruction set changes. That is the INT8 reference.
+    """
+
+    def __init__(self, model_path: Path, threads: int = 0, reference: bool = False) -> None:
         self.model_path = Path(model_path)
         self.threads = threads
+        self.reference = reference
         self.session = None
 
     def activate(self) -> None:
@@ -28,7 +34,8 @@ class OrtRunner(Runner):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_DISABLE_ALL if self.reference else level.ORT_ENABLE_ALL
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
@@ -45,9 +52,11 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
     artifact_suffix = ".onnx"
+    int8_artifact_is_reference = True
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, int8_layout: str = "u8s8") -> None:
         self.threads = threads
+        self.int8_layout = int8_layout
 
     @property
     def device(self) -> str:
@@ -66,9 +75,14 @@ class OnnxRuntimeBackend(Backend):
 
         return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
 
-    @staticmethod
-    def recipe(case: Case) -> QuantRecipe:
-        return QuantRecipe.for_onnxruntime_cpu(case.recipe)
+    def recipe(self, case: Case) -> QuantRecipe:
+        return QuantRecipe.for_onnxruntime_cpu(case.recipe, self.int8_layout)
+
+    def int8_record_fields(self, case: Case) -> dict:
+        return self.recipe(case).record_fields()
+
+    def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
+        return self.build(case, int8.prepared_onnx, out_path, int8)
 
     def artifact_inputs(self, case: Case, source_sha256) -> dict:
         inputs = super().artifact_inputs(case, source_sha256)

@@ -1088,6 +1088,17 @@ class TensorRTBackend(Backend):
     def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
         return self.build_engine(case, onnx_path, out_path, int8).engine_path
 
+    def _int8_recipe(self, case: Case) -> QuantRecipe:
+        return QuantRecipe.for_tensorrt(case.recipe or self.options.calibration_method)
+
+    def int8_record_fields(self, case: Case) -> dict:
+        return {**self._int8_recipe(case).record_fields(), "int8_strategy": self.options.int8_strategy}
+
+    def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
+        """The TensorRT-form Q/DQ model (for the implicit strategy too, whose calibrator then
+        accounts for part of the kernel difference)."""
+        return tensorrt_qdq_onnx(int8, case.recipe or self.options.calibration_method, out_path)
+
     def runner(self, case: Case, artifact: Path) -> Runner:
         return TrtRunner(artifact, cuda_graph=self.cuda_graph, trt=self._trt, device=self._device)
 

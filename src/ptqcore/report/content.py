@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..compare import KEY_FIELDS, Run, load_runs, read_document
+from ..records import speedups
 
 #: Order of precisions in tables and figures; others follow in name order.
 PRECISION_ORDER = ("base", "fp32", "fp16", "int8")
@@ -46,7 +47,10 @@ class CaseView:
 
     record: Mapping
     label: str
+    #: base p50 / this p50, the base on the same device (None across devices or when missing)
     speedup: Optional[float]
+    #: FP32 p50 / this p50, the FP32 case of the same backend and device: what the precision alone gives
+    speedup_fp32: Optional[float] = None
 
     @property
     def key(self) -> tuple:
@@ -157,21 +161,16 @@ def case_views(records: Sequence[Mapping]) -> Tuple[CaseView, ...]:
         label = " ".join([str(record.get("model")), str(record.get("precision")), str(record.get("backend"))]
                          + [f"{'b' if name == 'batch_size' else ''}{record.get(name)}" for name in varying
                             if record.get(name) is not None])
-        views.append(CaseView(record, label, _speedup(record, records)))
+        ratios = _speedups(record, records)
+        views.append(CaseView(record, label, ratios["speedup_vs_base"], ratios["speedup_vs_fp32"]))
     return tuple(views)
 
 
-def _speedup(record: Mapping, records: Sequence[Mapping]) -> Optional[float]:
-    """Base p50 / this case's p50, the base being the ``base`` precision record of the same model,
-    batch size and data set (on the same device where there is one)."""
-    p50 = nested(record, "latency_ms", "p50")
-    same = [r for r in records if r.get("precision") == "base"
-            and all(r.get(k) == record.get(k) for k in ("model", "batch_size", "dataset"))]
-    same.sort(key=lambda r: r.get("device") != record.get("device"))
-    base = next((p for p in (nested(r, "latency_ms", "p50") for r in same) if p is not None), None)
-    if p50 is None or base is None or p50 <= 0:
-        return None
-    return base / p50
+def _speedups(record: Mapping, records: Sequence[Mapping]) -> Dict[str, Optional[float]]:
+    """The record's own ``speedup_vs_*`` figures, or, for runs written before they were recorded,
+    the same figures computed by :func:`ptqcore.records.speedups` (same device only)."""
+    computed = speedups(record, records)
+    return {name: number(record[name]) if name in record else computed[name] for name in computed}
 
 
 def measured(cases: Sequence[CaseView], *path: str) -> bool:

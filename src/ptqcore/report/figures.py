@@ -129,20 +129,47 @@ def latency(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
 
 
 def throughput_speedup(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
-    """Throughput (images/s) and speed-up against the model's base, side by side."""
+    """Throughput (images/s), speed-up against FP32 on the same backend and device (what the
+    precision gives), and speed-up against the PyTorch base on the same device, side by side."""
     if not any(case.get("throughput_ips") is not None for case in cases):
         return False
-    fig, (left, right) = _figure(len(cases), 2, width=14)
+    fig, (left, middle, right) = _figure(len(cases), 3, width=18)
     values = _hbars(left, cases, lambda c: c.get("throughput_ips"), "{:.3g}", " img/s")
     log = _maybe_log(left, values)
     left.set_xlabel("throughput, images/s" + (" (log scale)" if log else ""))
     _rows(left, cases)
-    _hbars(right, cases, lambda c: c.speedup, "{:.2f}", "x")
-    right.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
-    right.set_xlabel("speed-up vs base (base p50 / p50), x")
-    _rows(right, cases)
+    for ax, value, label in ((middle, lambda c: c.speedup_fp32, "speed-up vs FP32, same backend and device"),
+                             (right, lambda c: c.speedup, "speed-up vs PyTorch base, same device")):
+        _hbars(ax, cases, value, "{:.2f}", "x")
+        ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xlabel(f"{label} (p50 / p50), x")
+        _rows(ax, cases)
     _precision_legend(right, cases)
     return _save(fig, path, "Throughput and speed-up", footer)
+
+
+def drop_split(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
+    """INT8 top-1 drop stacked in its two parts: quantization (fake-quant reference vs FP32) and
+    kernels (the backend vs that reference); the parts add up to the drop."""
+    split = [c for c in cases if c.get("accuracy_drop_quantization_pp") is not None
+             and c.get("accuracy_drop_kernel_pp") is not None]
+    if not split:
+        return False
+    fig, (ax,) = _figure(len(split))
+    for y, case in enumerate(split):
+        quantization, kernel = case.get("accuracy_drop_quantization_pp"), case.get("accuracy_drop_kernel_pp")
+        ax.barh(y, quantization, color="#9ecae1", height=0.7)
+        ax.barh(y, kernel, left=quantization, color="#de2d26" if kernel > 0 else "#31a354", height=0.7)
+        ax.annotate(f"{quantization:+.2f} + {kernel:+.2f} = {quantization + kernel:+.2f} pp"
+                    f"  ({case.record.get('int8_recipe')}, {case.record.get('cpu_isa')})",
+                    (max(quantization, quantization + kernel, 0), y), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    _rows(ax, split)
+    ax.set_xlabel("top-1 drop, pp: quantization (ranges, rounding) + kernels (backend vs fake-quant reference)")
+    ax.legend(handles=[Patch(color="#9ecae1", label="quantization"), Patch(color="#de2d26", label="kernels (loss)"),
+                       Patch(color="#31a354", label="kernels (gain)")], fontsize=8, loc="lower right")
+    return _save(fig, path, "INT8 accuracy drop: quantization vs kernels", footer)
 
 
 def _spread(rounds: Sequence[float], median: float) -> List[List[float]]:
@@ -237,8 +264,9 @@ def accuracy(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
 
 
 def tradeoff(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
-    """Accuracy drop (pp) against speed-up; marker area proportional to the model file size."""
-    points = [c for c in cases if not c.is_base and c.speedup is not None
+    """Accuracy drop (pp) against speed-up vs FP32 on the same backend and device (what the
+    precision buys); marker area proportional to the model file size."""
+    points = [c for c in cases if not c.is_base and c.speedup_fp32 is not None
               and c.get("accuracy_drop_pp") is not None and c.get("size_bytes") is not None]
     if not points:
         return False
@@ -246,16 +274,16 @@ def tradeoff(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     largest = max(c.get("size_bytes") for c in points)
     for case in points:
         area = 40 + 900 * case.get("size_bytes") / largest
-        ax.scatter(case.speedup, case.get("accuracy_drop_pp"), s=area, color=color(case), alpha=0.6,
+        ax.scatter(case.speedup_fp32, case.get("accuracy_drop_pp"), s=area, color=color(case), alpha=0.6,
                    edgecolor="black", marker="X" if case.status == "failed" else "o")
         if abs(case.get("accuracy_drop_pp")) < 0.1 and case.status != "failed":
             continue  # crowded at 0 pp: the table names them
-        ax.annotate(f"{case.label}\n{case.get('size_bytes') / MIB:.2g} MiB", (case.speedup,
+        ax.annotate(f"{case.label}\n{case.get('size_bytes') / MIB:.2g} MiB", (case.speedup_fp32,
                     case.get("accuracy_drop_pp")), xytext=(6, 6), textcoords="offset points", fontsize=7)
-    log = _maybe_log(ax, [c.speedup for c in points])
+    log = _maybe_log(ax, [c.speedup_fp32 for c in points])
     ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("speed-up vs base, x" + (" (log scale)" if log else ""))
+    ax.set_xlabel("speed-up vs FP32 (same backend and device), x" + (" (log scale)" if log else ""))
     ax.set_ylabel("top-1 accuracy drop, pp (lower is better)")
     ax.grid(color="#ddd", linewidth=0.6)
     _precision_legend(ax, points)
