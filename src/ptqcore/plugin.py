@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from .backends import BACKEND_NAMES
 from .case import PRECISION_NAMES, Case, Precision
+from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .errors import PtqError
 from .export import EXPORTERS
@@ -33,7 +35,7 @@ from .thresholds import load_thresholds
 
 SUITE_KEY = pytest.StashKey[Suite]()
 STARTED_KEY = pytest.StashKey[float]()
-SELECTIONS = ("all", "compressed", "base")
+SELECTIONS = ("all", "compressed", "base", "int8")
 
 
 # -- option types: each raises ArgumentTypeError with the valid values ------------------------------
@@ -133,6 +135,9 @@ def pytest_addoption(parser) -> None:
         help="batch size of the accuracy pass (default: 16)")
     add("--ptq-calibration", type=_choices(CALIBRATIONS), default=("minmax",), metavar="LIST",
         help=f"INT8 calibration methods: {', '.join(CALIBRATIONS)} (default: minmax)")
+    add("--ptq-int8-recipe", choices=INT8_RECIPE_CHOICES, default="auto",
+        help="ONNX Runtime INT8 layout: auto (chosen for this CPU: u8s8 with VNNI, u8s8-reduce-range on x86"
+        " without VNNI, s8s8 on ARM64), u8s8, s8s8 or u8s8-reduce-range (default: auto)")
     add("--ptq-cache-dir", type=Path, default=None, metavar="DIR",
         help=f"artifact cache (default: $PTQCORE_CACHE_DIR or {default_cache_dir()})")
     add("--ptq-thresholds", type=Path, default=None, metavar="FILE", help="TOML file of accuracy and size thresholds")
@@ -195,6 +200,7 @@ def options_from_config(config) -> SuiteOptions:
         eval_size=get("ptq_eval_size"),
         eval_batch_size=get("ptq_eval_batch_size"),
         calibrations=tuple(get("ptq_calibration")),
+        int8_recipe=get("ptq_int8_recipe"),
         cache_dir=(get("ptq_cache_dir") or default_cache_dir()).expanduser(),
         weights=get("ptq_weights"),
         image_size=get("ptq_image_size"),
@@ -237,6 +243,33 @@ def _terminal_report(config) -> Callable[[str], None]:
     return report
 
 
+def _benchmark_json_takes_a_file() -> bool:
+    """True where pytest-benchmark opens ``--benchmark-json`` itself (``argparse.FileType('wb')``,
+    up to 5.2.x: pytest_benchmark/plugin.py) and writes to that open file; 5.3 takes a path."""
+    from pytest_benchmark import __version__ as version
+
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < (5, 3)
+
+
+def json_output_path(config) -> Optional[Path]:
+    """The path of ``--benchmark-json``, whether pytest-benchmark gave a path or an open file."""
+    value = config.getoption("benchmark_json", None)
+    if value is None or value is False:
+        return None
+    return Path(getattr(value, "name", value))
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """A one-line usage error now, rather than a run whose results are lost at its very end."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise pytest.UsageError(f"{option} {path} is a directory: give a file name, e.g. {path / 'run.json'}")
+    if not folder.is_dir():
+        raise pytest.UsageError(f"{option} {path}: folder {folder} does not exist: create it or choose another path")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise pytest.UsageError(f"{option} {path} is not writable: choose a path you can write to")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """Runs before pytest-benchmark's own configure, so the JSON path set here is the one it uses."""
@@ -244,12 +277,20 @@ def pytest_configure(config) -> None:
     json_dir = config.getoption("ptq_json_dir", None)
     if json_dir is not None and not config.getoption("benchmark_json", None):
         json_dir = json_dir.expanduser()
-        json_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            json_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise pytest.UsageError(f"--ptq-json-dir {json_dir} cannot be created ({err.strerror}): choose another folder") from None
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        config.option.benchmark_json = json_dir / f"{stamp}-{socket.gethostname()}.json"
+        target = json_dir / f"{stamp}-{socket.gethostname()}.json"
+        _check_writable(target, "--ptq-json-dir")
+        config.option.benchmark_json = open(target, "wb") if _benchmark_json_takes_a_file() else target
+    target = json_output_path(config)
+    if target is not None and not hasattr(config.getoption("benchmark_json"), "write"):
+        _check_writable(target.expanduser(), "--benchmark-json")
     config.addinivalue_line(
         "markers", "ptq_cases(select='all'): parametrize the test's `case` argument over the ptqcore"
-        " matrix; select 'compressed' or 'base' to narrow it",
+        " matrix; select 'compressed', 'base' or 'int8' to narrow it",
     )
     try:
         options = options_from_config(config)
@@ -281,7 +322,7 @@ def pytest_generate_tests(metafunc) -> None:
     suite = suite_of(metafunc.config)
     params = []
     for case, reason in suite.cases():
-        if (select == "compressed" and not case.precision.compressed) or (select == "base" and case.precision.compressed):
+        if not _selected(case, select):
             continue
         marks = []
         suite.book.record(case)
@@ -290,6 +331,17 @@ def pytest_generate_tests(metafunc) -> None:
             marks.append(pytest.mark.skip(reason=f"{case.id}: {reason}"))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
+
+
+def _selected(case: Case, select: str) -> bool:
+    """Whether ``case`` belongs to the ``ptq_cases(select=...)`` subset."""
+    if select == "compressed":
+        return case.precision.compressed
+    if select == "base":
+        return not case.precision.compressed
+    if select == "int8":
+        return case.precision is Precision.INT8
+    return True
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
@@ -366,12 +418,14 @@ def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
     if SUITE_KEY not in config.stash:
         return
     suite = suite_of(config)
+    section = _ptqcore_section(suite)
+    records = {record["case"]: record for record in section["records"]}
     for entry in output_json.get("benchmarks", []):
         extra = entry.get("extra_info") or {}
-        record = suite.book.get(extra.get("case", ""))
+        record = records.get(extra.get("case", ""))
         if record is not None:
-            entry["extra_info"] = {**record.as_dict(), **extra}
-    output_json["ptqcore"] = _ptqcore_section(suite)
+            entry["extra_info"] = {**record, **extra}
+    output_json["ptqcore"] = section
 
 
 @pytest.hookimpl(trylast=True)
@@ -380,15 +434,25 @@ def pytest_sessionfinish(session) -> None:
 
     pytest-benchmark skips writing when every benchmark failed or was skipped; the records of
     those cases (their failures and skip reasons) are then written in the same layout, with an
-    empty ``benchmarks`` list, so that nothing a run learned is lost.
+    empty ``benchmarks`` list, so that nothing a run learned is lost. Up to pytest-benchmark
+    5.2 the option is a file it opened and closes once written: still open means not written.
     """
     config = session.config
-    path = config.getoption("benchmark_json", None)
-    if SUITE_KEY not in config.stash or not path:
+    value = config.getoption("benchmark_json", None)
+    if SUITE_KEY not in config.stash or not value:
         return
-    path = Path(path)
-    if path.exists() and path.stat().st_mtime >= config.stash[STARTED_KEY]:
-        return
+    if hasattr(value, "write"):
+        if value.closed:
+            return
+    else:
+        path = Path(value)
+        if path.exists() and path.stat().st_mtime >= config.stash[STARTED_KEY]:
+            return
     output = {"machine_info": {"ptqcore": _machine_info(config)}, "benchmarks": [],
               "ptqcore": _ptqcore_section(suite_of(config))}
-    path.write_text(json.dumps(output, indent=2, default=str))
+    data = json.dumps(output, indent=2, default=str).encode()
+    if hasattr(value, "write"):
+        with value:
+            value.write(data)
+    else:
+        Path(value).write_bytes(data)
