@@ -10,7 +10,8 @@ and DIR/figures/ (see :mod:`ptqcore.report`); ``--markdown`` also prints the Mar
 when the report was written and 2 on unusable input, like ``compare``.
 
 Exit codes of ``compare``: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
-(a message on stderr, never a traceback) or the command line is wrong.
+(a message on stderr, never a traceback) or the command line is wrong; ``--json FILE`` never
+overwrites one of the runs it compares (exit 2).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from . import __version__
 from .compare import compare_runs, load_runs
-from .errors import PtqError
+from .errors import PtqError, error_line
 from .render import comparisons_json, render_markdown, render_text
 from .thresholds import CompareLimits, compare_value_problem, load_thresholds
 
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_compare(args: argparse.Namespace, out) -> int:
     """The ``compare`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
+    if args.json is not None and any(_same_file(args.json, run) for run in [args.baseline, *args.candidates]):
+        raise PtqError(f"--json {args.json} is one of the runs being compared", "pass another file to --json")
     limits = load_thresholds(args.thresholds, option="--thresholds").compare
     limits = replace(limits, **{name: getattr(args, name) for name in LIMIT_OPTIONS if getattr(args, name) is not None})
     baseline, *candidates = load_runs([args.baseline, *args.candidates])
@@ -115,12 +118,18 @@ def run_compare(args: argparse.Namespace, out) -> int:
     return EXIT_REGRESSION if any(comparison.regressed for comparison in comparisons) else EXIT_OK
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (the same inode, or the same resolved path)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except (OSError, RuntimeError):  # an unresolvable path (a symlink loop) is no input of ours
+        return False
+
+
 def run_report(args: argparse.Namespace, out) -> int:
     """The ``report`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
-    try:
-        from .report import write_report  # matplotlib is imported only when a report is written
-    except ImportError as err:
-        raise PtqError(f"the report needs matplotlib ({err})", "pip install 'ptqcore[plot]'") from None
+    from .report import write_report  # imports matplotlib only when it writes (a PtqError without it)
+
     report = write_report(args.runs, args.output)
     if args.markdown:
         out.write(report.markdown)
@@ -145,5 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.handler(args, sys.stdout)
     except PtqError as error:
-        print(f"ptqcore {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        message = str(error)
+    except (OSError, UnicodeError, RecursionError) as error:  # a reader or writer that missed one
+        message = f"{error_line(error)}; fix: check the input files and the output path"
+    print(f"ptqcore {args.command}: error: {message}", file=sys.stderr)
+    return EXIT_UNUSABLE

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .environment import VOLATILE_KEYS
-from .errors import PtqError
+from .errors import PtqError, error_line
 from .records import SCHEMA_VERSION
 from .significance import mann_whitney_u
 from .thresholds import CompareLimits
@@ -52,6 +52,9 @@ STATUSES = ("passed", "failed", "skipped", "not run")
 #: Fewer raw samples than this on either side cannot be significant at p < 0.002: factor alone.
 MIN_SAMPLES = 7
 DEFAULT_LIMITS = CompareLimits()
+#: No benchmark run is nested deeper than this; deeper documents are refused, never recursed into.
+MAX_DEPTH = 100
+_PASS_RUN = "pass the file pytest --benchmark-json wrote"
 
 REGRESSION, IMPROVEMENT, SAME, MISSING = "regression", "improvement", "same", "missing"
 
@@ -133,25 +136,21 @@ def load_runs(paths: Sequence) -> List[Run]:
     versions = [(source, schema_version(document, source)) for source, document in documents]
     if len({version for _, version in versions}) > 1:
         listed = ", ".join(f"{Path(source).name} has {version}" for source, version in versions)
-        raise CompareError(
-            f"the runs have different ptqcore schema versions ({listed})",
-            "compare runs written with the same schema: re-run the older one with this ptqcore",
-        )
+        raise CompareError(f"the runs have different ptqcore schema versions ({listed})",
+                           "compare runs written with the same schema: re-run the older one with this ptqcore")
     return [run_from_document(document, source) for source, document in documents]
 
 
 def read_document(path: Path) -> dict:
-    """The pytest-benchmark JSON object in ``path`` (raises :class:`CompareError`)."""
+    """The pytest-benchmark JSON object in ``path`` (raises :class:`CompareError` for any unusable file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CompareError(f"{path} does not exist", "check the path (pytest --benchmark-json writes it)") from None
     except IsADirectoryError:
-        raise CompareError(f"{path} is a directory", "pass the JSON file that pytest --benchmark-json wrote") from None
+        raise CompareError(f"{path} is a directory", _PASS_RUN) from None
     except UnicodeDecodeError:
-        raise CompareError(
-            f"{path} is not JSON (not UTF-8 text)", "pass the file pytest --benchmark-json wrote"
-        ) from None
+        raise CompareError(f"{path} is not JSON (not UTF-8 text)", _PASS_RUN) from None
     except OSError as err:
         raise CompareError(f"{path} cannot be read ({err.strerror})", "check the file's permissions") from None
     if not text.strip():
@@ -164,16 +163,35 @@ def read_document(path: Path) -> dict:
                 f"{path} is truncated JSON (it ends at line {err.lineno} in the middle of a value)",
                 "re-run the benchmarks: the run that wrote it was cut off",
             ) from None
-        raise CompareError(
-            f"{path} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})",
-            "pass the file pytest --benchmark-json wrote",
-        ) from None
+        where = f"{err.msg} at line {err.lineno} column {err.colno}"
+        raise CompareError(f"{path} is not valid JSON ({where})", _PASS_RUN) from None
+    except (RecursionError, ValueError) as err:  # too deep for the parser; an integer beyond Python's digit limit
+        deep = isinstance(err, RecursionError)
+        raise CompareError(f"{path} " + ("is nested too deeply" if deep else f"is not usable JSON ({error_line(err)})"),
+                           _PASS_RUN) from None
+    problem = _structure_problem(document)
+    if problem:
+        raise CompareError(f"{path} {problem}", _PASS_RUN)
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
-        raise CompareError(
-            f"{path} is not pytest-benchmark JSON (no 'benchmarks' list)",
-            "pass the file written by pytest benchmarks/ --benchmark-json FILE",
-        )
+        raise CompareError(f"{path} is not pytest-benchmark JSON (no 'benchmarks' list)",
+                           "pass the file written by pytest benchmarks/ --benchmark-json FILE")
     return document
+
+
+def _structure_problem(document) -> Optional[str]:
+    """Why a parsed document cannot be walked or printed (None when it can): nesting deeper than
+    :data:`MAX_DEPTH`, or a string or key that is not UTF-8 (a lone ``\\ud800`` escape)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        texts = [value] if isinstance(value, str) else list(value) if isinstance(value, dict) else []
+        if any(text.encode("utf-8", "surrogatepass") != text.encode("utf-8", "replace") for text in texts):
+            return "has a string with an unpaired surrogate escape (\\ud800-\\udfff)"
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((item, depth + 1) for item in inner if isinstance(item, (dict, list, str)))
+    return None
 
 
 def _cut_off(err: json.JSONDecodeError) -> bool:
@@ -196,10 +214,8 @@ def schema_version(document: Mapping, source: str) -> int:
         )
     version = section["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int):
-        raise CompareError(
-            f"{source} has an unknown ptqcore schema_version {version!r}",
-            f"this ptqcore reads schema {_supported()}: re-run the benchmarks with it",
-        )
+        raise CompareError(f"{source} has an unknown ptqcore schema_version {version!r}",
+                           f"this ptqcore reads schema {_supported()}: re-run the benchmarks with it")
     return version
 
 
@@ -219,9 +235,7 @@ def run_from_document(document: Mapping, source: str = "<run>") -> Run:
     for number, record in enumerate(records, start=1):
         result = _case_result(record, f"{source}: record #{number}", samples)
         if result.key in cases:
-            raise CompareError(
-                f"{source} has two records of case {result.case}", "pass the JSON of a single pytest run"
-            )
+            raise CompareError(f"{source} has two records of case {result.case}", "pass the JSON of one pytest run")
         cases[result.key] = result
     machine = document.get("machine_info")
     return Run(source, version, cases, _environment(machine if isinstance(machine, dict) else {}))

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, error_line
 from .models import Preprocess
 
 DATASETS = ("digits", "imagefolder", "cifar100", "flowers102")
@@ -128,8 +128,11 @@ def load_dataset(
     """Load data set ``name`` preprocessed for a model input, with seeded disjoint subsets.
 
     ``evaluation_size`` None takes the whole evaluation part, capped at :data:`DEFAULT_MAX_EVAL`.
-    Raises :class:`DataError` (missing root, missing files, too few images) or
-    :class:`UsageError` (unknown name) with the fix.
+    Everything is checked here, before any training: an ImageFolder's files are read once (their
+    bytes make the fingerprint, and each image is decoded), so a corrupt or non-image file, or a
+    data set of fewer than two classes, is a :class:`DataError` now (listing every bad file).
+    Raises :class:`DataError` (missing root, missing files, bad files, too few images or classes)
+    or :class:`UsageError` (unknown name) with the fix.
     """
     if name not in DATASETS:
         raise UsageError(f"unknown data set {name!r}", f"use one of {', '.join(DATASETS)}")
@@ -143,6 +146,11 @@ def load_dataset(
             raise DataError(f"data root {root} does not exist", "pass the folder that holds the data set")
         parts = {"imagefolder": _imagefolder, "cifar100": _cifar100, "flowers102": _flowers102}[name](root, preprocess)
     train_part, eval_part, shared, num_classes, content_id = parts
+    if num_classes < 2:
+        raise DataError(
+            f"data set {name!r} has {num_classes} class(es): a classifier needs at least two",
+            "give the data set two or more class folders (ROOT/CLASS/IMAGE)",
+        )
     if shared:
         train, evaluation_pool = split_pool(len(train_part), DEFAULT_EVAL_FRACTION, seed)
     else:
@@ -236,10 +244,8 @@ def _imagefolder(root: Path, preprocess: Preprocess):
             shared = True
     except (FileNotFoundError, RuntimeError) as err:
         raise DataError(f"{root} is not a class-per-folder image tree ({err})", "lay it out as ROOT/CLASS/IMAGE") from None
-    listing = "\n".join(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}" for p, _ in train.samples)
-    if not shared:
-        listing += "\n" + "\n".join(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}" for p, _ in evaluation.samples)
-    content = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    splits = [train] if shared else [train, evaluation]
+    content = _scan_imagefolder(root, splits, [str(root)] if shared else [str(d) for d in split_dirs])
     return (
         _torchvision_source(train, f"imagefolder {root}"),
         _torchvision_source(evaluation, f"imagefolder {root}"),
@@ -247,6 +253,54 @@ def _imagefolder(root: Path, preprocess: Preprocess):
         len(train.classes),
         f"imagefolder:{content}",
     )
+
+
+def _scan_imagefolder(root: Path, splits: Sequence, split_roots: Sequence[str]) -> str:
+    """A digest of every image's path and bytes; :class:`DataError` listing every bad file.
+
+    Bad files: an image that does not decode (JPEGs are decoded at reduced scale, which still
+    reads every block), and a non-hidden file of a type ImageFolder would silently skip.
+    """
+    import io
+
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    digest = hashlib.sha256()
+    bad: List[str] = []
+    for split, split_root in zip(splits, split_roots):
+        for path, _ in split.samples:
+            relative = Path(path).relative_to(root).as_posix()
+            try:
+                data = Path(path).read_bytes()
+                with Image.open(io.BytesIO(data)) as image:
+                    image.draft("RGB", (64, 64))
+                    image.load()
+            except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad file: each is a bad file
+                bad.append(f"{relative} ({error_line(err)})")
+                continue
+            digest.update(f"{relative}\0{len(data)}\0".encode())
+            digest.update(data)
+        for folder in split.classes:
+            for path in sorted(Path(split_root, folder).rglob("*")):
+                if path.is_file() and not path.name.startswith(".") and not path.name.lower().endswith(IMG_EXTENSIONS):
+                    bad.append(f"{path.relative_to(root).as_posix()} (not an image file type)")
+    if bad:
+        raise DataError(
+            f"{root} has {len(bad)} bad file(s): {'; '.join(bad)}",
+            f"remove or replace them: every file under ROOT/CLASS/ must be an image ({', '.join(IMG_EXTENSIONS)})",
+        )
+    return digest.hexdigest()[:16]
+
+
+def _digest_files(paths: Sequence[Path]) -> str:
+    """The first 16 hex digits of a SHA-256 over the names and bytes of ``paths`` (in that order)."""
+    from .store import file_sha256
+
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{Path(path).name}\0{file_sha256(Path(path))}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _cifar100(root: Path, preprocess: Preprocess):
@@ -264,7 +318,9 @@ def _cifar100(root: Path, preprocess: Preprocess):
             f"CIFAR-100 not found under {root} ({err})",
             "put the extracted 'cifar-100-python' folder under --ptq-data-root",
         ) from None
-    return _torchvision_source(train, "cifar100 train"), _torchvision_source(test, "cifar100 test"), False, 100, f"cifar100:{len(train)}:{len(test)}"
+    folder = root / CIFAR100.base_folder
+    content = _digest_files([folder / name for name in ("train", "test", "meta")])
+    return _torchvision_source(train, "cifar100 train"), _torchvision_source(test, "cifar100 test"), False, 100, f"cifar100:{content}"
 
 
 def _flowers102(root: Path, preprocess: Preprocess):
@@ -279,4 +335,6 @@ def _flowers102(root: Path, preprocess: Preprocess):
             f"Flowers-102 not found under {root} ({err})",
             "put the 'flowers-102' folder (jpg/, imagelabels.mat, setid.mat) under --ptq-data-root",
         ) from None
-    return _torchvision_source(train, "flowers102 train"), _torchvision_source(test, "flowers102 test"), False, 102, f"flowers102:{len(train)}:{len(test)}"
+    folder = root / "flowers-102"
+    content = _digest_files([folder / "imagelabels.mat", folder / "setid.mat", *sorted((folder / "jpg").glob("*.jpg"))])
+    return _torchvision_source(train, "flowers102 train"), _torchvision_source(test, "flowers102 test"), False, 102, f"flowers102:{content}"

@@ -34,3 +34,13 @@ class ThresholdsError(PtqError):
 
 class BuildError(PtqError):
     """Export, conversion or quantization failed for one case."""
+
+
+def error_line(err: BaseException) -> str:
+    """``"TypeName: message"`` of any exception on one line, whole: for the problem of a :class:`PtqError`.
+
+    Line breaks and runs of whitespace become single spaces; nothing is cut, so the message never
+    stops mid-sentence (use this instead of ``str(err).splitlines()[0][:200]``).
+    """
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__

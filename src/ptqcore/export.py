@@ -11,7 +11,7 @@ import inspect
 import warnings
 from pathlib import Path
 
-from .errors import BuildError, ModelLoadError
+from .errors import BuildError, ModelLoadError, error_line
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -64,9 +64,8 @@ def check_onnx(path: Path):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as err:  # onnx raises DecodeError, ValidationError, OSError...
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise ModelLoadError(
-            f"{path} is not a valid ONNX model ({type(err).__name__}: {first_line})",
+            f"{path} is not a valid ONNX model ({error_line(err)})",
             "re-export it (torch.onnx.export) or point the suite at an intact file",
         ) from None
     initializers = {t.name for t in model.graph.initializer}

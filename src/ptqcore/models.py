@@ -201,12 +201,47 @@ def spec_from_file(
     size: int,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    name: Optional[str] = None,
 ) -> ModelSpec:
     """A spec for a user's TorchScript (``.pt``, ``.pth``, ``.ts``) or ONNX (``.onnx``) classifier.
 
     The file must exist and take one NCHW float input of ``size`` x ``size``; it is loaded (and
-    checked) when the suite first needs it. Its name is the file's stem.
+    checked) when the suite first needs it. Its name is ``name``, else the file's stem; a
+    selection with several files names them with :func:`file_model_names` so no two collide.
     """
+    path = _checked_model_file(path)
+    source = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
+    preprocess = Preprocess(size, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    return ModelSpec(name or path.stem, source, preprocess, path=path.resolve(), size_class="user")
+
+
+def file_model_names(selection: Sequence[str]) -> Dict[str, str]:
+    """The model name of each model file of ``selection`` (keys: the items as given, stripped).
+
+    A file is named by its stem unless that stem is a registered model's name, a name the rest of
+    the selection resolves to, or the stem of another file of the selection: then it is
+    ``STEM_HASH8``, with the first 8 hex digits of the SHA-256 of its bytes. So
+    ``a/net.onnx,b/net.onnx`` gives two models and ``tiny,./tiny_cnn.onnx`` never puts the file
+    under the built-in model's name. The same file given twice (or two copies with the same
+    bytes) gets one name. Raises :class:`UsageError` for a missing file or an unknown suffix.
+    """
+    from .store import file_sha256  # a plain hashing helper; the store does not import this module
+
+    files = {item.strip(): _checked_model_file(item.strip()) for item in selection
+             if item.strip() and looks_like_model_file(item.strip())}
+    taken = set(_REGISTRY) | set(resolve_model_names(selection))
+    paths_by_stem: Dict[str, set] = {}
+    for path in files.values():
+        paths_by_stem.setdefault(path.stem, set()).add(path.resolve())
+    names: Dict[str, str] = {}
+    for item, path in files.items():
+        clash = path.stem in taken or len(paths_by_stem[path.stem]) > 1
+        names[item] = f"{path.stem}_{file_sha256(path)[:8]}" if clash else path.stem
+    return names
+
+
+def _checked_model_file(path: os.PathLike) -> Path:
+    """``path`` expanded, if it is an existing file with a model suffix; :class:`UsageError` otherwise."""
     path = Path(path).expanduser()
     if path.suffix.lower() not in MODEL_FILE_SUFFIXES:
         raise UsageError(
@@ -215,9 +250,7 @@ def spec_from_file(
         )
     if not path.is_file():
         raise UsageError(f"model file {path} does not exist", "check the path given to --ptq-models")
-    source = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
-    preprocess = Preprocess(size, tuple(float(m) for m in mean), tuple(float(s) for s in std))
-    return ModelSpec(path.stem, source, preprocess, path=path.resolve(), size_class="user")
+    return path
 
 
 def looks_like_model_file(item: str) -> bool:

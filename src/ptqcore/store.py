@@ -1,19 +1,30 @@
-"""The on-disk artifact store: content-keyed, atomic, verified.
+"""The on-disk artifact store: content-keyed, atomic, verified, one builder per entry.
 
 ``ArtifactStore.get_or_build(kind, inputs, filename, build)`` returns the path of a file that
 ``build`` once wrote. The key is a hash of ``inputs`` (everything the artifact depends on: source
 hashes, options, library versions), so a change in any of them builds a new entry. An entry is a
-folder ``ROOT/KIND/KEY/`` holding the file and ``manifest.json`` (inputs, size, SHA-256, time).
+folder ``ROOT/KIND/KEY/`` holding the file and ``manifest.json`` (kind, key, file name, size,
+SHA-256, inputs, time; written with sorted keys, so a rebuild writes the same bytes but the
+times).
 
 * Atomic: ``build`` writes into a private temporary folder that is renamed into place only when
   it returned and the manifest is written; an interrupted build leaves no entry behind (its
   temporary folder is removed, or pruned by a later run if the process was killed).
-* Verified: a hit is used only if its manifest parses and the file's size and SHA-256 match;
-  otherwise the entry is reported as corrupted, removed and built again.
+* Verified: a hit is used only if its manifest is a JSON object whose ``kind``, ``key`` and
+  ``file`` name this very entry and whose ``size_bytes`` and ``sha256`` match the file; anything
+  else is reported (with the reason), removed and built again.
+* One builder: a build holds an exclusive lock on ``ROOT/KIND/KEY.lock`` (``fcntl.flock``; where
+  there is no ``fcntl``, an ``O_EXCL`` lock file). A second run that wants the same entry waits,
+  then reuses the first run's entry and says ``reused ... (built by another run)``.
+* Loaded: an entry can verify and still fail to load (written by a library that changed since).
+  :meth:`ArtifactStore.load_or_build` loads it and, when a *reused* entry fails to load, discards
+  it and builds it once more; :meth:`ArtifactStore.discard` does the discarding for callers that
+  load on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,10 +33,21 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Tuple, TypeVar
+
+from .errors import error_line
+
+try:  # pragma: no cover - which branch runs depends on the platform
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 MANIFEST = "manifest.json"
 STALE_TEMP_SECONDS = 24 * 3600
+#: Without fcntl, a lock file older than this is taken to be left by a killed process.
+STALE_LOCK_SECONDS = 6 * 3600
+LOCK_POLL_SECONDS = 0.05
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +65,7 @@ def stable_key(inputs: Mapping) -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of the bytes of the file at ``path`` (hex)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -62,9 +85,33 @@ class Entry:
 
 
 def entry_for_file(path: Path) -> Entry:
-    """An :class:`Entry` for a file outside the store (a user's model file), hashed as it is."""
+    """An :class:`Entry` for a file outside the store (a user's model file), hashed as it is.
+
+    Its ``key`` is the first 20 hex digits of its SHA-256: like every store key, it changes
+    when the file's bytes change (and only then), whatever the file is called.
+    """
     path = Path(path)
-    return Entry(path, "", file_sha256(path), path.stat().st_size, reused=True)
+    digest = file_sha256(path)
+    return Entry(path, digest[:20], digest, path.stat().st_size, reused=True)
+
+
+def manifest_problem(manifest, kind: str, key: str, filename: str, artifact: Path) -> Optional[str]:
+    """Why ``manifest`` (parsed JSON) does not vouch for ``artifact`` as entry ``kind/key``; None if it does."""
+    if not isinstance(manifest, dict):
+        return f"manifest is a JSON {type(manifest).__name__}, not an object"
+    for field, expected in (("kind", kind), ("key", key), ("file", filename)):
+        if manifest.get(field) != expected:
+            return f"manifest {field} is {manifest.get(field)!r}, not {expected!r}"
+    size, digest = manifest.get("size_bytes"), manifest.get("sha256")
+    if isinstance(size, bool) or not isinstance(size, int) or not isinstance(digest, str):
+        return "manifest has no size_bytes / sha256"
+    if not artifact.is_file():
+        return f"missing {filename}"
+    if artifact.stat().st_size != size:
+        return "size differs from manifest"
+    if file_sha256(artifact) != digest:
+        return "SHA-256 differs from manifest"
+    return None
 
 
 class ArtifactStore:
@@ -86,24 +133,87 @@ class ArtifactStore:
 
         ``build`` must write the artifact at the path it is given (and may write other files
         beside it, which are kept in the entry). Exceptions from ``build`` propagate and leave
-        nothing in the store.
+        nothing in the store. At most one process builds a given entry at a time; the others
+        wait for it and reuse what it built.
         """
         key = stable_key({"kind": kind, **inputs})
         folder = self.root / kind / key
         label = label or f"{kind} {key}"
-        if folder.exists():
-            problem = self._problem(folder, filename)
-            if problem is None:
-                entry = self._entry(folder, filename, key, reused=True)
-                self.report(f"reused cached {label} ({entry.path})")
-                return entry
-            self.report(f"cache entry {folder} is corrupted ({problem}): rebuilding {label}")
-            shutil.rmtree(folder, ignore_errors=True)
-        return self._build(kind, key, inputs, filename, build, label)
+        entry, _ = self._verified(kind, key, filename)
+        if entry is not None:
+            self.report(f"reused cached {label} ({entry.path})")
+            return entry
+        with self._lock(kind, key):
+            found, again = self._verified(kind, key, filename)
+            if found is not None:  # another run built it while this one waited for the lock
+                self.report(f"reused cached {label} (built by another run) ({found.path})")
+                return found
+            if again is not None:
+                self.report(f"cache entry {folder} is corrupted ({again}): rebuilding {label}")
+                self._remove(folder)
+            return self._build(kind, key, inputs, filename, build, label)
+
+    def load_or_build(
+        self,
+        kind: str,
+        inputs: Mapping,
+        filename: str,
+        build: Callable[[Path], None],
+        load: Callable[[Path], T],
+        label: str = "",
+    ) -> Tuple[Entry, T]:
+        """:meth:`get_or_build`, then ``load(entry.path)``; returns ``(entry, loaded value)``.
+
+        When a reused entry fails to load (``load`` raises), the entry is discarded with a report
+        line and built once more; a fresh entry that fails to load raises ``load``'s error.
+        """
+        entry = self.get_or_build(kind, inputs, filename, build, label)
+        try:
+            return entry, load(entry.path)
+        except Exception as err:
+            if not entry.reused:
+                raise
+            self.discard(entry, f"it verified but did not load: {error_line(err)}")
+        entry = self.get_or_build(kind, inputs, filename, build, label)
+        return entry, load(entry.path)
+
+    def discard(self, entry: Entry, why: str = "the caller discarded it") -> None:
+        """Remove ``entry`` from the store (under its lock) so the next request builds it again.
+
+        Only entries of this store can be discarded; :func:`entry_for_file` entries raise
+        ValueError (a user's file is never deleted).
+        """
+        folder = Path(entry.path).parent
+        kind = folder.parent.name
+        if folder.parent.parent != self.root or folder.name != entry.key:
+            raise ValueError(f"{entry.path} is not an entry of the store at {self.root}")
+        with self._lock(kind, entry.key):
+            self.report(f"discarding cache entry {folder} ({why}): it will be rebuilt")
+            self._remove(folder)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _verified(self, kind: str, key: str, filename: str) -> Tuple[Optional[Entry], Optional[str]]:
+        """(the entry, None) when ``kind/key`` is sound, (None, why not) when it is present but
+        not sound, (None, None) when it is absent."""
+        folder = self.root / kind / key
+        if not os.path.lexists(folder):
+            return None, None
+        if not folder.is_dir():
+            return None, "not a folder"
+        try:
+            with open(folder / MANIFEST, encoding="utf-8") as handle:
+                manifest = json.load(handle)
+        except FileNotFoundError:
+            return None, "no manifest"
+        except (OSError, ValueError, RecursionError) as err:
+            return None, f"unreadable manifest: {error_line(err)}"
+        problem = manifest_problem(manifest, kind, key, filename, folder / filename)
+        if problem is not None:
+            return None, problem
+        return Entry(folder / filename, key, manifest["sha256"], manifest["size_bytes"], True), None
 
     def _build(self, kind, key, inputs, filename, build, label) -> Entry:
         parent = self.root / kind
-        parent.mkdir(parents=True, exist_ok=True)
         self._prune_stale_temps(parent)
         temp = parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         temp.mkdir()
@@ -123,43 +233,37 @@ class ArtifactStore:
                 "created_unix": time.time(),
                 "build_seconds": time.perf_counter() - started,
             }
-            (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+            (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
             final = parent / key
-            try:
-                os.rename(temp, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                # another process finished the same entry first: keep theirs if it is sound
-                if self._problem(final, filename) is not None:
-                    raise
+            os.rename(temp, final)  # the lock is held and the old entry removed: nothing is in the way
             self.report(f"built {label} in {manifest['build_seconds']:.1f} s ({final / filename})")
-            return self._entry(final, filename, key, reused=False)
+            return Entry(final / filename, key, manifest["sha256"], manifest["size_bytes"], reused=False)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
-    @staticmethod
-    def _problem(folder: Path, filename: str) -> Optional[str]:
-        """Why the entry in ``folder`` cannot be trusted, or None if it can."""
-        try:
-            manifest = json.loads((folder / MANIFEST).read_text())
-        except FileNotFoundError:
-            return "no manifest"
-        except (OSError, ValueError) as err:
-            return f"unreadable manifest: {err}"
-        artifact = folder / filename
-        if manifest.get("file") != filename or not artifact.is_file():
-            return f"missing {filename}"
-        if artifact.stat().st_size != manifest.get("size_bytes"):
-            return "size differs from manifest"
-        if file_sha256(artifact) != manifest.get("sha256"):
-            return "SHA-256 differs from manifest"
-        return None
+    @contextlib.contextmanager
+    def _lock(self, kind: str, key: str) -> Iterator[None]:
+        """Hold the build lock of entry ``kind/key`` (blocking until it is free)."""
+        parent = self.root / kind
+        parent.mkdir(parents=True, exist_ok=True)
+        path = parent / f"{key}.lock"
+        if fcntl is not None:
+            with open(path, "a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return
+        with _exclusive_file(path):  # pragma: no cover - platforms without fcntl
+            yield
 
     @staticmethod
-    def _entry(folder: Path, filename: str, key: str, reused: bool) -> Entry:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        return Entry(folder / filename, key, manifest["sha256"], manifest["size_bytes"], reused)
+    def _remove(folder: Path) -> None:
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+        elif os.path.lexists(folder):
+            folder.unlink()
 
     @staticmethod
     def _prune_stale_temps(parent: Path) -> None:
@@ -171,3 +275,28 @@ class ArtifactStore:
                     shutil.rmtree(temp, ignore_errors=True)
             except OSError:
                 pass
+
+
+@contextlib.contextmanager
+def _exclusive_file(path: Path) -> Iterator[None]:
+    """A lock where ``fcntl`` is missing: the file ``path`` exists while it is held.
+
+    A lock file older than :data:`STALE_LOCK_SECONDS` is taken to be left by a killed process.
+    """
+    while True:
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            break
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime > STALE_LOCK_SECONDS:
+                    path.unlink()
+                    continue
+            except OSError:
+                continue
+            time.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -5,6 +5,8 @@ A thresholds file is TOML::
     [defaults.int8]                 # per precision: fp32, fp16, int8
     max_accuracy_drop_pp = 2.0      # top-1 drop vs the reference, percentage points
     min_size_reduction = 3.0        # base size / artifact size
+    max_kernel_drop_pp = 1.0        # int8 only: top-1 the backend's kernels lose against the
+                                    # fake-quant reference run of the same Q/DQ file
 
     [datasets.digits]
     min_base_top1 = 0.90            # the base model itself must reach this top-1
@@ -31,10 +33,11 @@ override without a reason) is a :class:`ThresholdsError` that names the file, th
 from __future__ import annotations
 
 import fnmatch
+import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 from .errors import ThresholdsError
 
@@ -43,7 +46,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.8-3.10 (JetPack 5 and 6)
     import tomli as tomllib
 
-LIMIT_KEYS = ("max_accuracy_drop_pp", "min_size_reduction")
+LIMIT_KEYS = ("max_accuracy_drop_pp", "min_size_reduction", "max_kernel_drop_pp")
 COMPARE_KEYS = ("latency_factor", "p_value", "accuracy_pp", "size_factor", "build_factor", "energy_factor")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -54,6 +57,9 @@ class Limits:
 
     max_accuracy_drop_pp: Optional[float] = None
     min_size_reduction: Optional[float] = None
+    #: INT8 only: how many pp of top-1 the backend's kernels may lose against the reference run
+    #: of the same Q/DQ file with graph optimizations off (fake quantization, no ISA effects).
+    max_kernel_drop_pp: Optional[float] = None
     reason: str = "ptqcore defaults"
 
 
@@ -61,9 +67,14 @@ class Limits:
 DEFAULTS: Dict[str, Limits] = {
     "fp32": Limits(max_accuracy_drop_pp=0.1, min_size_reduction=0.9),
     "fp16": Limits(max_accuracy_drop_pp=0.5, min_size_reduction=1.8),
-    "int8": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=3.0),
+    "int8": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=3.0, max_kernel_drop_pp=1.0),
 }
 DEFAULT_BASE_TOP1 = {"digits": 0.90}
+
+
+def _finite(value) -> bool:
+    """True for an int or float that is neither NaN nor infinite (bools are not numbers here)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,10 @@ class CompareLimits:
 
 def compare_value_problem(name: str, value) -> Optional[str]:
     """Why ``value`` cannot be the compare limit ``name`` (None when it can)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{value!r} is not a number"
+    if not _finite(value):
+        return f"{value!r} is not a finite number"
     if name == "p_value" and not 0 < value < 1:
         return f"{value!r} is not a probability strictly between 0 and 1"
     if name == "accuracy_pp" and value < 0:
@@ -154,7 +167,18 @@ def load_thresholds(path: Optional[Path], option: str = "--ptq-thresholds") -> T
             document = tomllib.load(handle)
     except FileNotFoundError:
         raise ThresholdsError(f"thresholds file {path} does not exist", f"check the {option} path") from None
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except OSError as err:
+        raise ThresholdsError(
+            f"thresholds file {path} cannot be read ({err.strerror or err})",
+            f"check the {option} path and its permissions",
+        ) from None
+    except UnicodeDecodeError:
+        raise ThresholdsError(f"thresholds file {path} is not UTF-8 text", "save it as UTF-8 TOML") from None
+    except RecursionError:
+        raise ThresholdsError(
+            f"thresholds file {path} is nested too deeply", "write the flat tables of the thresholds format"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
         raise ThresholdsError(f"thresholds file {path} is not readable TOML ({err})", "fix the TOML syntax") from None
     return parse_thresholds(document, str(path))
 
@@ -224,6 +248,39 @@ def _compare_limits(document: Mapping, fail) -> CompareLimits:
     return CompareLimits(**{key: float(value) for key, value in table.items()})
 
 
+def check_names(
+    thresholds: Thresholds, models: Iterable[str], backends: Iterable[str], datasets: Iterable[str]
+) -> List[str]:
+    """Check the names a thresholds file uses against the names this run knows.
+
+    ``models``: every model name worth matching (the run's models and the registry's);
+    ``backends``: every backend name; ``datasets``: every data-set name
+    (:data:`ptqcore.data.DATASETS`). Raises :class:`ThresholdsError` for an override's unknown
+    backend or an unknown ``[datasets.NAME]`` (they can never apply: a typo); returns one warning
+    line per override whose ``models`` glob matches none of ``models`` (it may be meant for
+    another run's models).
+    """
+    models, backends, datasets = list(models), set(backends), set(datasets)
+    for number, override in enumerate(thresholds.overrides, start=1):
+        if override.backend != "*" and override.backend not in backends:
+            raise ThresholdsError(
+                f"{thresholds.source}: override #{number}: unknown backend {override.backend!r}",
+                f"use one of {', '.join(sorted(backends))}, or leave backend out for every backend",
+            )
+    for dataset in thresholds.base_top1:
+        if dataset not in datasets:
+            raise ThresholdsError(
+                f"{thresholds.source}: [datasets.{dataset}]: unknown data set",
+                f"use one of {', '.join(sorted(datasets))}",
+            )
+    return [
+        f"{thresholds.source}: override #{number} (models = {override.models!r}) matches no model"
+        f" ({', '.join(models) or 'none known'}); it is ignored"
+        for number, override in enumerate(thresholds.overrides, start=1)
+        if not any(fnmatch.fnmatchcase(model, override.models) for model in models)
+    ]
+
+
 def _table(value, where: str, fail) -> Mapping:
     if not isinstance(value, Mapping):
         fail(where, "must be a table", "see the thresholds file format in the README")
@@ -238,13 +295,13 @@ def _limit_values(table: Mapping, where: str, fail, allow) -> dict:
     for key in LIMIT_KEYS:
         if key in table:
             value = table[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                fail(where, f"{key} = {value!r} is not a non-negative number", f"write e.g. {key} = 2.0")
+            if not _finite(value) or value < 0:
+                fail(where, f"{key} = {value!r} is not a finite non-negative number", f"write e.g. {key} = 2.0")
             values[key] = float(value)
     return values
 
 
 def _fraction(value, where: str, fail) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not _finite(value) or not 0 <= value <= 1:
         fail(where, f"{value!r} is not a fraction between 0 and 1", "write e.g. min_base_top1 = 0.9")
     return float(value)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from .data import ImageSource
-from .errors import ModelLoadError, UsageError
+from .errors import ModelLoadError, UsageError, error_line
 from .models import ModelSpec
 
 WEIGHT_MODES = ("auto", "train", "head", "imagenet")
@@ -189,7 +189,7 @@ def load_state_dict_file(model, path: Path) -> None:
         model.load_state_dict(state)
     except Exception as err:  # torch raises RuntimeError, pickle errors, zip errors...
         raise ModelLoadError(
-            f"{path} is not a state dict for this model ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+            f"{path} is not a state dict for this model ({error_line(err)})",
             "save it with torch.save(model.state_dict(), path) for the same architecture and classes",
         ) from None
 
@@ -202,7 +202,7 @@ def load_torchscript(path: Path):
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as err:  # torch.jit raises RuntimeError or ValueError depending on the damage
         raise ModelLoadError(
-            f"{path} does not load as TorchScript ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+            f"{path} does not load as TorchScript ({error_line(err)})",
             "save the model with torch.jit.save(torch.jit.script(model), path) or give an .onnx file",
         ) from None
     model.eval()

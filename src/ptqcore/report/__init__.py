@@ -43,9 +43,19 @@ class Report:
 
 
 def write_report(paths: Sequence, directory) -> Report:
-    """Render the runs in ``paths`` into ``directory`` (created); see the module docstring."""
+    """Render the runs in ``paths`` into ``directory`` (created); see the module docstring.
+
+    Raises :class:`~ptqcore.errors.PtqError` (one line) for unusable runs, a directory or figure
+    that cannot be written, and a missing matplotlib ("install ptqcore[plot]").
+    """
     runs = load_report_runs(paths)
-    from . import figures  # matplotlib only from here on
+    try:
+        from . import figures  # matplotlib only from here on
+    except ImportError as err:
+        if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
+            raise
+        raise PtqError("ptqcore report needs matplotlib, which is not installed",
+                       "install ptqcore[plot] (pip install 'ptqcore[plot]')") from None
 
     directory = Path(directory)
     try:
@@ -57,7 +67,11 @@ def write_report(paths: Sequence, directory) -> Report:
     def figure(draw, name: str, caption: str, footer: str, *args) -> List[Block]:
         """Draw ``draw(*args, path, footer)``: the figure's block, or [] when it had no data."""
         target = directory / "figures" / f"{name}.png"
-        if draw(*args, target, footer):
+        try:
+            written = draw(*args, target, footer)
+        except OSError as err:
+            raise PtqError(f"cannot write {target} ({err.strerror or err})", "pass a writable -o directory") from None
+        if written:
             drawn.append(target)
             return [Figure(f"figures/{name}.png", caption)]
         return []
