@@ -6,12 +6,15 @@
 # 1. creates (or reuses) a virtual environment with --system-site-packages, so JetPack's tensorrt and
 #    NVIDIA's torch are visible in it, and installs ptqcore into it;
 # 2. runs the suite on TensorRT for two models, every precision (base, FP32, FP16, INT8);
-# 3. runs trtexec --loadEngine on each engine the suite timed, with pinned settings, and compares
-#    trtexec's GPU compute median with ptqcore's gpu_compute_ms p50 (PASS within 5%).
+# 3. runs trtexec --loadEngine on each engine the suite timed, with pinned settings (--exposeDMA,
+#    spin-wait, no transfers, and CUDA graphs as the suite ran: --useCudaGraph up to 10.x when the
+#    record says cuda_graph, --noCudaGraph on 11.x when it does not; see accept_tensorrt.py), and
+#    compares trtexec's GPU compute median with ptqcore's gpu_compute_ms p50 (PASS within 5%).
 #
 # Environment: PTQ_VENV (default .venv-tensorrt), PTQ_MODELS (default mobilenet_v3_small,resnet18),
 # PTQ_TOLERANCE (default 0.05), TRTEXEC (default: PATH, then /usr/src/tensorrt/bin/trtexec),
-# PTQ_PYTHON (default python3). Exit status: 0 all engines PASS, 1 otherwise, 2 setup failed.
+# PTQ_PYTHON (default python3), PTQ_CUDA_GRAPH=1 (run the suite with --ptq-trt-cuda-graph, and
+# trtexec with graphs). Exit status: 0 all engines PASS, 1 otherwise, 2 setup failed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,8 +45,12 @@ fi
 
 # A failing accuracy or size threshold must not stop the timing comparison: keep pytest's status.
 set +e
+GRAPH_FLAG=()
+if [ "${PTQ_CUDA_GRAPH:-0}" = "1" ]; then
+    GRAPH_FLAG=(--ptq-trt-cuda-graph)
+fi
 "$VENV/bin/pytest" "$ROOT/benchmarks/" -p no:cacheprovider \
-    --ptq-backends tensorrt --ptq-models "$MODELS" \
+    --ptq-backends tensorrt --ptq-models "$MODELS" ${GRAPH_FLAG[@]+"${GRAPH_FLAG[@]}"} \
     --benchmark-json "$OUT/run.json" 2>&1 | tee "$OUT/pytest.log"
 PYTEST_STATUS=${PIPESTATUS[0]}
 set -e

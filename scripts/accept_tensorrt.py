@@ -6,10 +6,12 @@ For every TensorRT case of a benchmark run (``pytest benchmarks/ --ptq-backends 
 ptqcore timed (the record's ``engine_path``) and compares trtexec's "GPU Compute Time" median
 with the record's ``gpu_compute_ms`` p50. A case passes when they are within ``--tolerance``
 (default 5%) of each other. trtexec's settings are pinned so that TensorRT 8.x, 10.x and 11.x
-measure the same thing (11 changed trtexec's defaults): spin-wait synchronisation, no host<->device
-transfers, CUDA graphs off (ptqcore's runner does not use them by default), a fixed warm-up and
-iteration count, and the engine's optimization-profile shape. Only flags that this trtexec's
-``--help`` lists are passed.
+measure the same thing (11 changed trtexec's defaults): ``--exposeDMA`` (one iteration in flight,
+as ptqcore synchronizes after each call), spin-wait synchronisation, no host<->device transfers,
+CUDA graphs on or off as the record's ``cuda_graph`` says the suite ran (``--useCudaGraph`` up to
+10.x, ``--noCudaGraph`` from 11.0, where graphs are the default), a fixed warm-up and iteration
+count, and the engine's optimization-profile shape. Only flags that this trtexec's ``--help``
+lists (and does not mark deprecated) are passed.
 
     python scripts/accept_tensorrt.py RUN.json [--trtexec PATH] [--iterations 1000]
                                       [--tolerance 0.05] [--logs DIR]
@@ -21,6 +23,7 @@ could not be measured, 2 the run file is unusable or trtexec cannot be found.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -64,15 +67,39 @@ def trtexec_version(text: str) -> Optional[str]:
     return f"{number // 1000}.{number // 100 % 10}.{number % 100}"  # 8.x: major * 1000 + minor * 100 + patch
 
 
-def pinned_flags(help_text: str, iterations: int) -> List[str]:
-    """The settings every comparison runs with, limited to the flags this trtexec knows."""
+def _listed(help_text: str, flag: str) -> bool:
+    """``flag`` is in this trtexec's ``--help`` and not marked ``[Deprecated]`` (a no-op there)."""
+    match = re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])([^\n]*)", help_text)
+    return bool(match) and not match.group(1).strip().startswith("[Deprecated]")
+
+
+def graph_flags(help_text: str, cuda_graph: bool) -> List[str]:
+    """The CUDA-graph flag that makes trtexec run as the suite ran (``cuda_graph`` of the record).
+
+    Up to 10.x trtexec runs without graphs unless ``--useCudaGraph`` is given; from 11.0 graphs
+    are on by default, ``--noCudaGraph`` turns them off and ``--useCudaGraph`` is a deprecated no-op
+    (NVIDIA/TensorRT ``samples/common/sampleOptions.cpp``: ``bool graph{false}`` on release/8.5 and
+    10.3, ``graph{true}`` and ``--noCudaGraph`` on release/11.0). Which case applies is read from
+    ``--help``: a trtexec that lists ``--noCudaGraph`` has graphs on by default.
+    """
+    if _listed(help_text, "--noCudaGraph"):
+        return [] if cuda_graph else ["--noCudaGraph"]
+    return ["--useCudaGraph"] if cuda_graph else []
+
+
+def pinned_flags(help_text: str, iterations: int, cuda_graph: bool = False) -> List[str]:
+    """The settings every comparison runs with, limited to the flags this trtexec knows.
+
+    ``--exposeDMA``: one iteration in flight at a time, as ptqcore's runner synchronizes after
+    every call, so both time the same interval (see ``ptqcore.backends.cuda``). Spin-wait and no
+    transfers are 11.x's defaults (their flags are deprecated no-ops there, so not passed). Then
+    :func:`graph_flags` for ``cuda_graph``.
+    """
     flags = [f"--iterations={iterations}", "--warmUp=500", "--duration=0"]
-    for flag in ("--useSpinWait", "--noDataTransfers"):
-        if flag in help_text:
+    for flag in ("--exposeDMA", "--useSpinWait", "--noDataTransfers"):
+        if _listed(help_text, flag):
             flags.append(flag)
-    if "--noCudaGraph" in help_text:  # where CUDA graphs can be on by default, turn them off explicitly
-        flags.append("--noCudaGraph")
-    return flags
+    return flags + graph_flags(help_text, cuda_graph)
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,7 @@ class EngineCase:
     input_shape: Optional[Dict[str, List[int]]]
     gpu_compute_p50_ms: Optional[float]
     status: str
+    cuda_graph: Optional[bool] = None  # the record's cuda_graph: None when the record has none
 
 
 def tensorrt_cases(document: Mapping) -> List[EngineCase]:
@@ -100,6 +128,7 @@ def tensorrt_cases(document: Mapping) -> List[EngineCase]:
             input_shape=record.get("engine_input_shape"),
             gpu_compute_p50_ms=gpu.get("p50") if isinstance(gpu, dict) else None,
             status=str(record.get("status")),
+            cuda_graph=record["cuda_graph"] if isinstance(record.get("cuda_graph"), bool) else None,
         ))
     return cases
 
@@ -158,12 +187,25 @@ def render(rows: Sequence[Row], tolerance: float) -> str:
     return "\n".join(lines)
 
 
+def log_path(logs: Path, case: str) -> Path:
+    """``logs/CASE.log``, always inside ``logs`` whatever the case name in the run file says.
+
+    A name that is not a plain file name (``../../x``, ``a/b``, ``.hidden``, control characters)
+    has every other character replaced by ``_`` and a short hash of the original appended, so two
+    different names never share a log.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.+=-]", "_", case).lstrip(".")[:150]
+    if safe != case or not safe:
+        safe = f"{safe or 'case'}-{hashlib.sha256(case.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return logs / f"{safe}.log"
+
+
 def measure(case: EngineCase, trtexec: str, help_text: str, iterations: int, logs: Optional[Path]) -> Row:
     if case.status != "passed" or not case.engine or case.gpu_compute_p50_ms is None:
         missing = "engine_path" if not case.engine else "gpu_compute_ms" if case.gpu_compute_p50_ms is None else ""
         note = f"case {case.status}" + (f", no {missing} in its record" if missing else "")
         return Row(case.case, case.gpu_compute_p50_ms, None, "FAIL", note)
-    command = [trtexec, f"--loadEngine={case.engine}", *pinned_flags(help_text, iterations)]
+    command = [trtexec, f"--loadEngine={case.engine}", *pinned_flags(help_text, iterations, bool(case.cuda_graph))]
     shapes = shapes_flag(case)
     if shapes:
         command.append(shapes)
@@ -171,12 +213,14 @@ def measure(case: EngineCase, trtexec: str, help_text: str, iterations: int, log
     output = run.stdout + run.stderr
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
-        (logs / f"{case.case}.log").write_text(" ".join(command) + "\n" + output)
+        log_path(logs, case.case).write_text(" ".join(command) + "\n" + output)
     stats = parse_gpu_compute(output)
     if run.returncode != 0 or stats is None:
         return Row(case.case, case.gpu_compute_p50_ms, None, "FAIL", f"trtexec exited {run.returncode} without a GPU Compute Time")
     median = stats["median"]
-    return Row(case.case, case.gpu_compute_p50_ms, median, verdict(case.gpu_compute_p50_ms, median), trtexec_version(output) or "")
+    graphs = {True: "CUDA graphs", False: "no CUDA graphs", None: "no CUDA graphs (not recorded)"}[case.cuda_graph]
+    note = ", ".join(filter(None, [trtexec_version(output), graphs]))
+    return Row(case.case, case.gpu_compute_p50_ms, median, verdict(case.gpu_compute_p50_ms, median), note)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

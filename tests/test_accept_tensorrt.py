@@ -41,13 +41,76 @@ def test_older_summaries_and_banner_versions():
     assert accept.trtexec_version("&&&& PASSED TensorRT.trtexec [TensorRT v101100]") == "10.11.0"
 
 
-def test_flags_are_pinned_and_limited_to_what_this_trtexec_knows():
-    help_8 = "  --useSpinWait  Actively synchronize\n  --noDataTransfers  Disable DMA\n  --useCudaGraph  Use CUDA graph\n"
-    help_11 = help_8 + "  --noCudaGraph  Disable CUDA graph\n"
-    base = ["--iterations=200", "--warmUp=500", "--duration=0", "--useSpinWait", "--noDataTransfers"]
-    assert accept.pinned_flags(help_8, 200) == base
-    assert accept.pinned_flags(help_11, 200) == base + ["--noCudaGraph"]
-    assert accept.pinned_flags("", 200) == base[:3]
+#: The lines of trtexec's --help that decide the flags, verbatim from NVIDIA/TensorRT
+#: samples/common/sampleOptions.cpp on release/8.5, release/10.3 (the same lines) and release/11.0.
+HELP_8_5 = """\
+  --exposeDMA                 Serialize DMA transfers to and from device (default = disabled).
+  --noDataTransfers           Disable DMA transfers to and from device (default = enabled).
+  --useSpinWait               Actively synchronize on GPU events. This option may decrease synchronization time but increase CPU usage and power (default = disabled)
+  --useCudaGraph              Use CUDA graph to capture engine execution and then launch inference (default = disabled).
+"""
+HELP_10_3 = HELP_8_5
+HELP_11_0 = """\
+  --exposeDMA                 Serialize DMA transfers to and from device (default = disabled).
+  --includeDataTransfers      Enable DMA transfers to and from device (default = disabled). Note some device-to-host
+  --noDataTransfers           [Deprecated] DMA transfers are now disabled by default. This flag is a no-op.
+  --noSpinWait                Disable spin wait and use blocking synchronization instead. This may reduce CPU usage
+  --useSpinWait               [Deprecated] Spin wait is now enabled by default. This flag is a no-op.
+  --noCudaGraph               Disable CUDA graph capture and launch (default = CUDA graph enabled).
+  --useCudaGraph              [Deprecated] CUDA graph is now enabled by default. This flag is a no-op.
+"""
+PINNED = ["--iterations=200", "--warmUp=500", "--duration=0"]
+
+
+@pytest.mark.parametrize("help_text, cuda_graph, expected", [
+    (HELP_8_5, False, PINNED + ["--exposeDMA", "--useSpinWait", "--noDataTransfers"]),
+    (HELP_8_5, True, PINNED + ["--exposeDMA", "--useSpinWait", "--noDataTransfers", "--useCudaGraph"]),
+    (HELP_10_3, False, PINNED + ["--exposeDMA", "--useSpinWait", "--noDataTransfers"]),
+    (HELP_10_3, True, PINNED + ["--exposeDMA", "--useSpinWait", "--noDataTransfers", "--useCudaGraph"]),
+    (HELP_11_0, False, PINNED + ["--exposeDMA", "--noCudaGraph"]),  # spin-wait, no transfers, graphs: defaults
+    (HELP_11_0, True, PINNED + ["--exposeDMA"]),
+], ids=["8.5", "8.5-graph", "10.3", "10.3-graph", "11.x", "11.x-graph"])
+def test_flags_are_pinned_per_version_and_follow_the_runs_cuda_graph(help_text, cuda_graph, expected):
+    assert accept.pinned_flags(help_text, 200, cuda_graph) == expected
+
+
+def test_flags_are_limited_to_what_this_trtexec_knows():
+    assert accept.pinned_flags("", 200) == PINNED
+    assert accept.pinned_flags("", 200, cuda_graph=True) == PINNED + ["--useCudaGraph"]
+    assert accept.graph_flags("--noCudaGraph-like", False) == []  # a longer name is not the flag
+
+
+def graph_record(case, engine, cuda_graph):
+    out = record(case, engine=engine, p50=1.18, shape={"input": [1, 3, 224, 224]})
+    if cuda_graph is not None:
+        out["cuda_graph"] = cuda_graph
+    return out
+
+
+@pytest.mark.parametrize("version, help_text", [("8.5", HELP_8_5), ("10.3", HELP_10_3), ("11.x", HELP_11_0)])
+@pytest.mark.parametrize("cuda_graph", [False, True, None])
+def test_command_lines_per_version_and_graph_setting(tmp_path, capsys, version, help_text, cuda_graph):
+    (tmp_path / "help.txt").write_text(help_text)
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--help" ]; then cat {tmp_path / "help.txt"}; exit 0; fi\n'
+        f'echo "$@" > {tmp_path / "args"}\ncat {DATA / "trtexec-8.5.2.log"}\n'
+    )
+    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    run = tmp_path / "run.json"
+    engine = str(tmp_path / "a.engine")
+    run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
+        graph_record("m-fp16-tensorrt-cuda-b1", engine, cuda_graph)]}}))
+    assert accept.main([str(run), "--trtexec", str(trtexec), "--iterations", "200"]) == 0
+    out = capsys.readouterr().out
+    args = (tmp_path / "args").read_text().split()
+    graphs = {"8.5": ["--useCudaGraph"], "10.3": ["--useCudaGraph"], "11.x": []}[version] if cuda_graph else \
+        {"8.5": [], "10.3": [], "11.x": ["--noCudaGraph"]}[version]
+    others = [] if version == "11.x" else ["--useSpinWait", "--noDataTransfers"]
+    assert args == [f"--loadEngine={engine}", *PINNED, "--exposeDMA", *others, *graphs, "--shapes=input:1x3x224x224"]
+    assert ("no CUDA graphs" in out) == (not cuda_graph)
+    assert ("(not recorded)" in out) == (cuda_graph is None)
 
 
 def record(case, status="passed", engine="/e.engine", p50=1.2, shape=None, backend="tensorrt"):
@@ -122,5 +185,35 @@ def test_the_shell_script_runs_the_documented_steps():
     script = (ROOT / "scripts" / "accept-tensorrt.sh").read_text()
     assert "--system-site-packages" in script
     assert "--ptq-backends tensorrt" in script and "mobilenet_v3_small,resnet18" in script
+    assert "PTQ_CUDA_GRAPH" in script and "--ptq-trt-cuda-graph" in script  # the run's graphs reach trtexec
+    assert "--exposeDMA" in script and "--useCudaGraph" in script and "--noCudaGraph" in script
     assert "--benchmark-json" in script and "accept_tensorrt.py" in script
     assert os.access(ROOT / "scripts" / "accept-tensorrt.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("name", ["../../x", "/etc/passwd", "a/b", "..", ".hidden", "", "x\x00y", "\udcff"])
+def test_log_paths_stay_inside_the_logs_folder(tmp_path, name):
+    path = accept.log_path(tmp_path / "logs", name)
+    assert path.parent == tmp_path / "logs" and path.name.endswith(".log") and not path.name.startswith(".")
+    assert accept.log_path(tmp_path / "logs", name) == path
+    plain = "resnet18-int8-tensorrt-cuda-b1"
+    assert accept.log_path(tmp_path / "logs", plain).name == f"{plain}.log"
+    assert accept.log_path(tmp_path / "logs", "a_b") != accept.log_path(tmp_path / "logs", "a/b")
+
+
+def test_case_names_from_the_run_cannot_write_outside_the_logs(tmp_path, capsys):
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text(f'#!/bin/sh\ncat {DATA / "trtexec-8.5.2.log"}\n')
+    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    run = tmp_path / "deep" / "er" / "run.json"
+    run.parent.mkdir(parents=True)
+    names = ["../../escaped-tensorrt", "/tmp/abs-tensorrt"]
+    run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
+        record(name, engine=str(tmp_path / "a.engine"), p50=1.18, shape={"input": [1, 3, 224, 224]}) for name in names
+    ]}}))
+    logs = tmp_path / "deep" / "er" / "logs"
+    accept.main([str(run), "--trtexec", str(trtexec), "--logs", str(logs)])
+    capsys.readouterr()
+    written = sorted(p.name for p in logs.iterdir())
+    assert len(written) == 2 and all(name.endswith(".log") for name in written)
+    assert not (tmp_path / "deep" / "escaped-tensorrt.log").exists() and not Path("/tmp/abs-tensorrt.log").exists()

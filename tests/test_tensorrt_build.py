@@ -234,3 +234,40 @@ def test_backend_builds_per_case_with_keyed_cache_files(model, tmp_path):
     inputs = backend.artifact_inputs(case, [sha, "b" * 64])
     assert inputs["gpu"] == "Orin" and inputs["options"]["batch_size"] == 4 and inputs["precision"] == "int8"
     assert json.loads(json.dumps(inputs)) == inputs
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_records_hold_no_path_into_the_build_folder(model, tmp_path, precision):
+    """The store builds in a temporary folder and renames it: the record must not point into it."""
+    import os
+    import shutil
+
+    building = tmp_path / ".tmp-build"
+    building.mkdir()
+    trt = make_tensorrt("11.1.0")
+    onnx_path, int8 = model
+    info = engine_from_onnx(onnx_path, building / "model.engine", precision, TrtBuildOptions(), int8,
+                            trt=trt, device=FakeCudaDevice(trt))
+    final = tmp_path / "entry"
+    os.rename(building, final)
+    details = TensorRTBackend(trt=trt).artifact_details(final / "model.engine")
+    build_record = details["engine_build"]
+    assert str(building) not in json.dumps(details)
+    assert build_record["network_source"] == {"fp32": "fp32-onnx", "fp16": "fp16-onnx", "int8": "qdq-onnx"}[precision]
+    if precision == "fp32":  # the ONNX as given lives outside the engine's folder: named by hash only
+        assert build_record["network_file"] is None and build_record["network_sha256"] == file_sha256(onnx_path)
+    else:  # written beside the engine, so it moved with it
+        assert (final / build_record["network_file"]).is_file()
+        assert build_record["network_sha256"] == file_sha256(final / build_record["network_file"])
+    assert info.network_source.parent == (onnx_path.parent if precision == "fp32" else building)  # in memory: as read
+    shutil.rmtree(final)
+
+
+def test_an_older_build_record_with_a_path_is_reduced_to_a_name(tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"x")
+    (tmp_path / "model.qdq.onnx").write_bytes(b"y")
+    (tmp_path / "model.engine.build.json").write_text(json.dumps(
+        {"engine_path": "/gone/.tmp-1/model.engine", "network_source": "/gone/.tmp-1/model.qdq.onnx"}))
+    build_record = TensorRTBackend(trt=make_tensorrt("10.3.0.30")).artifact_details(engine)["engine_build"]
+    assert build_record == {"network_source": "onnx", "network_file": "model.qdq.onnx"}

@@ -60,7 +60,67 @@ def test_each_version_runs_through_its_execute_api_on_the_runners_stream(onnx_mo
         assert trt.calls_named("execute_async_v2") == []
         addresses = {name: address for _, name, address in trt.calls_named("set_tensor_address")}
         assert set(addresses) == {"input", "logits"} and set(addresses.values()) <= set(trt.memory)
-    assert device.calls["synchronize"] == 1 and device.calls["release"] == 1
+    assert device.calls["synchronize"] == 2 and device.calls["release"] == 1  # after the input copy, at the end
+
+
+@pytest.mark.parametrize("version", ["8.4.1.5", "10.3.0.30"])
+def test_the_timed_interval_is_trtexecs_expose_dma_interval(onnx_model, tmp_path, version):
+    """synchronize(H2D) -> start event -> enqueue -> end event, then the copy back and a synchronize."""
+    trt, path = engine(onnx_model, tmp_path, version)
+    device = FakeCudaDevice(trt)
+    execute = "execute_async_v2" if version == "8.4.1.5" else "execute_async_v3"
+    with TrtRunner(path, trt=trt, device=device) as runner:
+        device.timeline.clear()
+        runner.infer(images(4))
+    assert device.timeline == ["to_device", "synchronize", "start", execute, "end", "to_host", "synchronize"]
+
+
+def test_cuda_graph_capture_follows_a_synchronized_run_and_replays_inside_the_events(onnx_model, tmp_path):
+    trt, path = engine(onnx_model, tmp_path, "11.1.0")
+    device = FakeCudaDevice(trt)
+    with TrtRunner(path, cuda_graph=True, graph_warmup=1, trt=trt, device=device) as runner:
+        assert runner.graph_status() == {"cuda_graph": False, "cuda_graph_reason": "not captured yet (graph_warmup=1)"}
+        runner.infer(images(4))
+        runner.infer(images(4))
+        status = runner.census()
+    timeline = device.timeline[device.timeline.index("to_device"):]
+    assert timeline == [
+        "to_device", "synchronize", "start", "execute_async_v3", "end", "to_host", "synchronize",  # warm-up run
+        "begin_capture", "execute_async_v3", "end_capture",  # captured after that run's synchronize
+        "to_device", "synchronize", "start", "replay", "end", "to_host", "synchronize",  # the replay runs the captured work
+    ]
+    assert status["cuda_graph"] is True and status["cuda_graph_reason"] is None
+
+
+def test_a_failing_capture_falls_back_to_plain_enqueue_and_says_so(onnx_model, tmp_path, caplog):
+    trt, path = engine(onnx_model, tmp_path, "10.3.0.30")
+    trt.fail_capture = "operation not permitted when stream is capturing"
+    device = FakeCudaDevice(trt)
+    with TrtRunner(path, cuda_graph=True, graph_warmup=1, trt=trt, device=device) as runner:
+        outputs = [runner.infer(images(4, seed=i)) for i in range(4)]  # no BuildError, no masked error
+        for i, out in enumerate(outputs):
+            np.testing.assert_allclose(out, expected_logits(images(4, seed=i)), rtol=1e-5, atol=1e-6)
+        status = runner.graph_status()
+        census = runner.census()
+    assert status["cuda_graph"] is False
+    assert "capture failed, ran without CUDA graphs" in status["cuda_graph_reason"]
+    assert "not permitted when stream is capturing" in status["cuda_graph_reason"]
+    assert "cudaErrorStreamCaptureInvalidated" in status["cuda_graph_reason"]  # the error was cleared
+    assert census["cuda_graph"] is False and census["cuda_graph_reason"] == status["cuda_graph_reason"]
+    assert device.calls["capture"] == 1 and device.calls["clear_error"] == 1  # tried once, not per call
+    assert device.pending_error is None and trt.capturing is None
+    timeline = device.timeline
+    failed = timeline.index("begin_capture")
+    assert timeline[failed:failed + 4] == ["begin_capture", "execute_async_v3", "end_capture", "clear_error"]
+    assert "replay" not in timeline and timeline.count("execute_async_v3") == 5  # 4 plain runs + the failed capture
+    assert "running without CUDA graphs" in caplog.text
+
+
+def test_graph_warm_up_must_be_at_least_one_run():
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="graph_warmup must be >= 1"):
+            TrtRunner("x.engine", cuda_graph=True, graph_warmup=bad)
+    assert TrtRunner("x.engine").graph_status() == {"cuda_graph": False, "cuda_graph_reason": "not requested"}
 
 
 def test_buffers_are_allocated_once_for_the_largest_profile_shape(onnx_model, tmp_path):
@@ -129,6 +189,7 @@ def test_census_of_the_running_engine(onnx_model, tmp_path):
     with TrtRunner(path, trt=trt, device=FakeCudaDevice(trt)) as runner:
         census = runner.census()
     assert census["layers_by_precision"] == {"Half": 2, "Float": 1} and census["reformat_layers"] == 1
+    assert (census["cuda_graph"], census["cuda_graph_reason"]) == (False, "not requested")
 
 
 def test_the_gpu_base_runs_a_copy_of_the_model_and_matches_the_cpu_base():
@@ -141,4 +202,6 @@ def test_the_gpu_base_runs_a_copy_of_the_model_and_matches_the_cpu_base():
         assert gpu._module is not model and device.calls["module_copy"] == 1
         gpu.infer(batch)
         assert len(gpu.take_gpu_compute_ms()) == 2 and gpu.gpu_compute_ms == []
-    assert device.calls["synchronize"] == 2 and device.calls["release"] == 1 and gpu._module is None
+    assert device.calls["synchronize"] == 4 and device.calls["release"] == 1 and gpu._module is None
+    # each call: the input copy is synchronized before the start event, the output after the end event
+    assert device.timeline == ["synchronize", "start", "end", "synchronize"] * 2

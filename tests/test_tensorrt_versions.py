@@ -63,7 +63,18 @@ def test_the_fakes_mirror_the_documented_removals():
     assert hasattr(eight_five.IExecutionContext, "execute_async_v2") and hasattr(eight_five.IExecutionContext, "execute_async_v3")
     with pytest.raises(AttributeError):
         eleven.Builder(eleven.Logger()).create_builder_config().int8_calibrator = object()
-    assert all(first <= last for first, last in AVAILABLE.values())
+
+
+def test_the_fakes_mirror_what_the_bindings_kept_and_added():
+    """pyCore.cpp: execute_v2 and BuilderFlag.DIRECT_IO are still bound in 11.0/11.1; FP8 is new in 8.6."""
+    eleven, ten = make_tensorrt("11.1.0"), make_tensorrt("10.3.0.30")
+    eight_six, eight_five = make_tensorrt("8.6.2.3"), make_tensorrt("8.5.2.2")
+    assert hasattr(eleven.IExecutionContext, "execute_v2") and hasattr(ten.IExecutionContext, "execute_v2")
+    assert hasattr(eleven.BuilderFlag, "DIRECT_IO") and hasattr(ten.BuilderFlag, "DIRECT_IO")
+    assert hasattr(eight_six.BuilderFlag, "FP8") and not hasattr(eight_five.BuilderFlag, "FP8")
+    assert not hasattr(eleven.BuilderFlag, "FP8") and not hasattr(eight_six.BuilderFlag, "BF16")
+    assert hasattr(eight_five.ProfilingVerbosity, "DETAILED")
+    assert all(span.first <= span.last and "release/" in span.source for span in AVAILABLE.values())
     for version, described in FAKE_VERSIONS.items():
         assert version in make_tensorrt(version).__doc__ and described.startswith(f"TensorRT {version}")
 
@@ -112,7 +123,9 @@ def test_tf32_can_be_cleared_for_strict_fp32():
 
 
 def test_export_settings_follow_the_parser():
-    assert onnx_export_for_tensorrt("8.4.1.5") == ("legacy", 13)
+    assert onnx_export_for_tensorrt("8.0.1.6") == ("legacy", 13)  # JetPack 4.6: onnx-tensorrt 8.0/8.2 stop at 13
+    assert onnx_export_for_tensorrt("8.2.1.8") == ("legacy", 13)
+    assert onnx_export_for_tensorrt("8.4.1.5") == ("legacy", 17)  # onnx-tensorrt 8.4-GA: up to opset 17
     assert onnx_export_for_tensorrt("8.5.2.2") == ("legacy", 17)
     assert onnx_export_for_tensorrt((10, 3)) == ("legacy", 17)
     assert parse_version("10.3.0.30") == (10, 3, 0, 30) and parse_version("11.1.0.post1") == (11, 1, 0)

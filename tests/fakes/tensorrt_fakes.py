@@ -5,10 +5,12 @@ TensorRT cannot be installed on the project's machines, so the backend is tested
 exactly the names of :data:`AVAILABLE` that exist in that version: a name removed in a version is
 absent from its fake (``hasattr`` is False, setting a removed property raises AttributeError), so
 code that still used it fails the way it would on the real library. The table covers the names
-ptqcore uses and the ones that tell versions apart; it follows NVIDIA's API references and the
-8.x -> 10.x and 10.x -> 11.x migration guides (e.g. 11.0 removed ``BuilderFlag.FP16`` / ``INT8``,
-``IBuilderConfig.int8_calibrator``, ``IInt8EntropyCalibrator2`` and ``EXPLICIT_BATCH``; 10.0 removed
-the bindings API and ``Builder.build_engine``; 8.5 added the name-based ``execute_async_v3``).
+ptqcore uses and the ones that tell versions apart. Every entry was read from TensorRT's own Python
+bindings (NVIDIA/TensorRT ``python/src/infer/pyCore.cpp`` and ``pyInt8.cpp`` on the release branches)
+and says so in its :class:`Span` ``source``: e.g. 11.0 removed ``BuilderFlag.FP16`` / ``INT8``,
+``IBuilderConfig.int8_calibrator``, ``IInt8EntropyCalibrator2`` and ``EXPLICIT_BATCH`` but kept
+``IExecutionContext.execute_v2`` and ``BuilderFlag.DIRECT_IO``; 10.0 removed the bindings API and
+``Builder.build_engine``; 8.6 added ``BuilderFlag.FP8``; 8.5 added the name-based ``execute_async_v3``.
 
 Behaviour is simulated only as far as the tests need: the ONNX parser reads the real file (op
 types, inputs, opset), the builder enforces the rules ptqcore must follow (explicit batch on 8.x,
@@ -24,7 +26,7 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -38,62 +40,77 @@ FAKE_VERSIONS: Dict[str, str] = {
 }
 
 OPEN = (99, 99)
-#: name -> (first, last) version (major, minor) that has it, both inclusive.
-AVAILABLE: Dict[str, Tuple[Tuple[int, int], Tuple[int, int]]] = {
-    "IInt8EntropyCalibrator2": ((8, 0), (10, 99)),
-    "MemoryPoolType": ((8, 4), OPEN),
-    "TensorIOMode": ((8, 5), OPEN),
-    "ProfilingVerbosity": ((8, 2), OPEN),
-    "LayerInformationFormat": ((8, 2), OPEN),
-    "BuilderFlag.FP16": ((8, 0), (10, 99)),
-    "BuilderFlag.INT8": ((8, 0), (10, 99)),
-    "BuilderFlag.TF32": ((8, 0), OPEN),
-    "BuilderFlag.REFIT": ((8, 0), OPEN),
-    "BuilderFlag.STRICT_TYPES": ((8, 0), (8, 99)),
-    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS": ((8, 2), (10, 99)),
-    "BuilderFlag.PREFER_PRECISION_CONSTRAINTS": ((8, 2), (10, 99)),
-    "BuilderFlag.DIRECT_IO": ((8, 2), (10, 99)),
-    "BuilderFlag.BF16": ((9, 0), (10, 99)),
-    "BuilderFlag.FP8": ((9, 0), (10, 99)),
-    "BuilderFlag.STRIP_PLAN": ((10, 0), OPEN),
-    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": ((8, 0), (10, 99)),
-    "NetworkDefinitionCreationFlag.EXPLICIT_PRECISION": ((8, 0), (8, 99)),
-    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": ((9, 0), OPEN),
-    "IBuilderConfig.set_memory_pool_limit": ((8, 4), OPEN),
-    "IBuilderConfig.get_memory_pool_limit": ((8, 4), OPEN),
-    "IBuilderConfig.max_workspace_size": ((8, 0), (8, 99)),
-    "IBuilderConfig.int8_calibrator": ((8, 0), (10, 99)),
-    "IBuilderConfig.set_calibration_profile": ((8, 0), (10, 99)),
-    "IBuilderConfig.builder_optimization_level": ((8, 6), OPEN),
-    "Builder.build_engine": ((8, 0), (8, 99)),
-    "Builder.platform_has_fast_fp16": ((8, 0), (10, 99)),
-    "Builder.platform_has_fast_int8": ((8, 0), (10, 99)),
-    "ICudaEngine.num_bindings": ((8, 0), (8, 99)),
-    "ICudaEngine.get_binding_name": ((8, 0), (8, 99)),
-    "ICudaEngine.get_binding_index": ((8, 0), (8, 99)),
-    "ICudaEngine.binding_is_input": ((8, 0), (8, 99)),
-    "ICudaEngine.get_binding_shape": ((8, 0), (8, 99)),
-    "ICudaEngine.get_binding_dtype": ((8, 0), (8, 99)),
-    "ICudaEngine.get_profile_shape": ((8, 0), (8, 99)),
-    "ICudaEngine.num_io_tensors": ((8, 5), OPEN),
-    "ICudaEngine.get_tensor_name": ((8, 5), OPEN),
-    "ICudaEngine.get_tensor_mode": ((8, 5), OPEN),
-    "ICudaEngine.get_tensor_shape": ((8, 5), OPEN),
-    "ICudaEngine.get_tensor_dtype": ((8, 5), OPEN),
-    "ICudaEngine.get_tensor_profile_shape": ((8, 5), OPEN),
-    "ICudaEngine.create_engine_inspector": ((8, 2), OPEN),
-    "IExecutionContext.execute_async_v2": ((8, 0), (8, 99)),
-    "IExecutionContext.execute_v2": ((8, 0), (10, 99)),
-    "IExecutionContext.set_binding_shape": ((8, 0), (8, 99)),
-    "IExecutionContext.get_binding_shape": ((8, 0), (8, 99)),
-    "IExecutionContext.execute_async_v3": ((8, 5), OPEN),
-    "IExecutionContext.set_tensor_address": ((8, 5), OPEN),
-    "IExecutionContext.set_input_shape": ((8, 5), OPEN),
-    "IExecutionContext.get_tensor_shape": ((8, 5), OPEN),
+
+
+class Span(NamedTuple):
+    """When a name exists: ``first`` .. ``last`` (major, minor), both inclusive, and ``source``: the
+    NVIDIA/TensorRT binding file (``python/src/infer/``) and release branch it was read from, where it
+    first appears and where it is first absent (branches checked: release/8.0, 8.2, 8.4, 8.5, 8.6,
+    9.0, 10.0, 10.3, 11.0, 11.1; a name gone in 10.0 was still in 9.x, so its ``last`` is 9.x)."""
+
+    first: Tuple[int, int]
+    last: Tuple[int, int]
+    source: str
+
+
+#: name -> :class:`Span`. Every entry mirrors the Python bindings of the releases it names.
+AVAILABLE: Dict[str, Span] = {
+    "IInt8EntropyCalibrator2": Span((8, 0), (10, 99), "pyInt8.cpp @ release/8.0, absent @ release/11.0 (pyInt8.cpp removed)"),
+    "MemoryPoolType": Span((8, 4), OPEN, "pyCore.cpp @ release/8.4, still @ release/11.1"),
+    "TensorIOMode": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ProfilingVerbosity": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "ProfilingVerbosity.DETAILED": Span((8, 2), OPEN, "pyCore.cpp @ release/8.2, still @ release/11.1"),
+    "LayerInformationFormat": Span((8, 2), OPEN, "pyCore.cpp @ release/8.2, still @ release/11.1"),
+    "BuilderFlag.FP16": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "BuilderFlag.INT8": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "BuilderFlag.TF32": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "BuilderFlag.REFIT": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "BuilderFlag.STRICT_TYPES": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS": Span((8, 2), (10, 99), "pyCore.cpp @ release/8.2, absent @ release/11.0"),
+    "BuilderFlag.PREFER_PRECISION_CONSTRAINTS": Span((8, 2), (10, 99), "pyCore.cpp @ release/8.2, absent @ release/11.0"),
+    "BuilderFlag.DIRECT_IO": Span((8, 2), OPEN, "pyCore.cpp @ release/8.2, still @ release/11.1"),
+    "BuilderFlag.BF16": Span((9, 0), (10, 99), "pyCore.cpp @ release/9.0, absent @ release/11.0"),
+    "BuilderFlag.FP8": Span((8, 6), (10, 99), "pyCore.cpp @ release/8.6, absent @ release/11.0"),
+    "BuilderFlag.STRIP_PLAN": Span((10, 0), OPEN, "pyCore.cpp @ release/10.0, still @ release/11.1"),
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "NetworkDefinitionCreationFlag.EXPLICIT_PRECISION": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": Span((9, 0), OPEN, "pyCore.cpp @ release/9.0, still @ release/11.1"),
+    "IBuilderConfig.set_memory_pool_limit": Span((8, 4), OPEN, "pyCore.cpp @ release/8.4, still @ release/11.1"),
+    "IBuilderConfig.get_memory_pool_limit": Span((8, 4), OPEN, "pyCore.cpp @ release/8.4, still @ release/11.1"),
+    "IBuilderConfig.max_workspace_size": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "IBuilderConfig.int8_calibrator": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "IBuilderConfig.set_calibration_profile": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "IBuilderConfig.builder_optimization_level": Span((8, 6), OPEN, "pyCore.cpp @ release/8.6, still @ release/11.1"),
+    "Builder.build_engine": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "Builder.platform_has_fast_fp16": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "Builder.platform_has_fast_int8": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    "ICudaEngine.num_bindings": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.get_binding_name": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.get_binding_index": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.binding_is_input": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.get_binding_shape": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.get_binding_dtype": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.get_profile_shape": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "ICudaEngine.num_io_tensors": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.get_tensor_name": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.get_tensor_mode": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.get_tensor_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.get_tensor_dtype": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.get_tensor_profile_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "ICudaEngine.create_engine_inspector": Span((8, 2), OPEN, "pyCore.cpp @ release/8.2, still @ release/11.1"),
+    "IExecutionContext.execute_async_v2": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "IExecutionContext.execute_v2": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "IExecutionContext.set_binding_shape": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "IExecutionContext.get_binding_shape": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
+    "IExecutionContext.execute_async_v3": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "IExecutionContext.set_tensor_address": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "IExecutionContext.set_input_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    "IExecutionContext.get_tensor_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
 }
 
-#: The newest ONNX opset each fake's parser reads, where the tests rely on it (DESIGN.md: 17 for 8.5).
-MAX_OPSET = {(8, 5): 17, (8, 6): 17}
+#: The newest ONNX opset each fake's parser reads, where the tests rely on it.
+#: onnx/onnx-tensorrt docs/operators.md: "up to Opset 17" on release/8.4-GA and 8.5-GA (8.6 the same).
+MAX_OPSET = {(8, 4): 17, (8, 5): 17, (8, 6): 17}
 
 PLAN_MAGIC = b"FAKE-TENSORRT-PLAN\n"
 
@@ -112,8 +129,8 @@ def make_tensorrt(version: str):
     mm = _major_minor(version)
 
     def has(name: str) -> bool:
-        first, last = AVAILABLE[name]
-        return first <= mm <= last
+        span = AVAILABLE[name]
+        return span.first <= mm <= span.last
 
     trt = types.ModuleType("tensorrt", f"Fake tensorrt mirroring {FAKE_VERSIONS[version]}.")
     trt.__version__ = version
@@ -123,6 +140,8 @@ def make_tensorrt(version: str):
     trt.fail_build = None  # an error message to make build_serialized_network fail
     trt.inspector_text = None  # what the inspector returns instead of the generated JSON
     trt.capturing = None  # a FakeGraph while a CUDA graph is captured
+    trt.fail_capture = None  # an error message: an execute under capture fails with it
+    trt.timeline = None  # a list (FakeCudaDevice's) that execute calls are appended to, in order
 
     def record(*call) -> None:
         trt.calls.append(call)
@@ -149,8 +168,9 @@ def make_tensorrt(version: str):
         trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1})
     if has("TensorIOMode"):
         trt.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
-    if has("ProfilingVerbosity"):
-        trt.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
+    if has("ProfilingVerbosity"):  # 8.0/8.1: DEFAULT, NONE, VERBOSE; 8.2 renamed them (pyCore.cpp @ release/8.2)
+        trt.ProfilingVerbosity = enum_of("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2}
+                                         if has("ProfilingVerbosity.DETAILED") else {"DEFAULT": 0, "NONE": 1, "VERBOSE": 2})
     if has("LayerInformationFormat"):
         trt.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
 
@@ -446,11 +466,12 @@ def make_tensorrt(version: str):
                 record("deserialize_cuda_engine", False)
                 return None
             record("deserialize_cuda_engine", True)
-            return ICudaEngine(plan)
+            return ICudaEngine(plan, self.logger)
 
     class ICudaEngine:
-        def __init__(self, plan: dict) -> None:
+        def __init__(self, plan: dict, logger=None) -> None:
             self.plan = plan
+            self.logger = logger or ILogger()
             self.tensors = [(n, tuple(s), trt.DataType(d), True) for n, s, d in plan["inputs"]]
             self.tensors += [(n, tuple(s), trt.DataType(d), False) for n, s, d in plan["outputs"]]
             self.profile = {k: tuple(tuple(s) for s in v) for k, v in plan["profile"].items()}
@@ -545,6 +566,10 @@ def make_tensorrt(version: str):
             return True
 
         def _run(self, addresses: Dict[str, int]) -> bool:
+            if trt.capturing is not None and trt.fail_capture:  # e.g. an op not permitted under capture
+                trt.capturing.invalidated = True
+                self.engine.logger.log(ILogger.Severity.ERROR, trt.fail_capture)
+                return False
             if trt.capturing is not None:  # captured work runs at replay, not now
                 trt.capturing.steps.append(lambda: self._run(addresses))
                 return True
@@ -561,13 +586,17 @@ def make_tensorrt(version: str):
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             record("execute_async_v3", stream_handle)
+            if trt.timeline is not None:
+                trt.timeline.append("execute_async_v3")
             return self._run(self.addresses)
 
         def execute_async_v2(self, bindings: List[int], stream_handle: int) -> bool:
             record("execute_async_v2", tuple(bindings), stream_handle)
+            if trt.timeline is not None:
+                trt.timeline.append("execute_async_v2")
             return self._run({name: bindings[i] for i, (name, _, _, _) in enumerate(self.engine.tensors)})
 
-        def execute_v2(self, bindings: List[int]) -> bool:
+        def execute_v2(self, bindings: List[int]) -> bool:  # synchronous; still bound in 11.1
             raise AssertionError("ptqcore must run asynchronously on its own stream")
 
     class EngineInspector:

@@ -5,6 +5,21 @@ gets), work is queued on a dedicated ``torch.cuda.Stream``, and GPU compute time
 pair of CUDA events recorded on that stream around the compute call only (DESIGN.md section 5,
 rule 3). torch is imported inside the methods, so importing this module costs nothing.
 
+**The timed interval** is trtexec's "GPU Compute Time" with ``--exposeDMA``: there
+(``samples/common/sampleInference.cpp``, ``Iteration::query``, NVIDIA/TensorRT release/8.5 to
+11.1) one iteration is in flight at a time, the compute stream waits for the input copy, then
+``COMPUTE_S`` is recorded, the engine enqueued and ``COMPUTE_E`` recorded. The runners do the same
+in one stream: copy the input, **synchronize**, record the start event, launch, record the end
+event, copy the output back, synchronize. So the input copy is never inside ``gpu_compute_ms``
+and both tools measure from an idle GPU to the end of the last kernel (host launch time of the
+first kernels included in both). ``latency_ms`` (the caller's clock around ``infer``) stays end
+to end.
+
+**CUDA graphs** follow trtexec's ``createEnqueueFunction`` (same file): the work is run and the
+stream synchronized at least once before capture; when the work fails under capture the capture
+is ended, the CUDA error cleared and the runner goes on without a graph, saying why
+(:func:`capture_graph`).
+
 :class:`CudaDevice` is the only place that touches ``torch.cuda``; a test can hand a runner a
 stand-in with the same methods (CPU tensors, fixed event times) to check what the runner does
 without a GPU.
@@ -15,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-from typing import Iterator, List, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -83,15 +98,55 @@ class CudaDevice:
         return torch.cuda.CUDAGraph()
 
     @staticmethod
-    def capture(graph, stream):
-        """Context manager capturing the work queued inside it into ``graph`` (on ``stream``)."""
+    def to_device(device_tensor, host_tensor) -> None:
+        """Queue a host->device copy on the current stream (use inside :meth:`on`)."""
+        device_tensor.copy_(host_tensor, non_blocking=True)
+
+    @staticmethod
+    def to_host(host_tensor, device_tensor) -> None:
+        """Queue a device->host copy on the current stream (use inside :meth:`on`)."""
+        host_tensor.copy_(device_tensor, non_blocking=True)
+
+    @staticmethod
+    def begin_capture(graph, stream):
+        """Start capturing the work queued on ``stream`` into ``graph``; returns the handle that
+        :meth:`end_capture` takes."""
         import torch
 
         kwargs = {"stream": stream}
         if "capture_error_mode" in inspect.signature(torch.cuda.graph).parameters:
             # TensorRT's own allocations on other threads must not invalidate the capture
             kwargs["capture_error_mode"] = "thread_local"
-        return torch.cuda.graph(graph, **kwargs)
+        handle = torch.cuda.graph(graph, **kwargs)
+        handle.__enter__()
+        return handle
+
+    @staticmethod
+    def end_capture(handle) -> None:
+        """End a capture begun by :meth:`begin_capture`. Raises what CUDA reports when the capture
+        was invalidated; the current stream is restored either way."""
+        try:
+            handle.__exit__(None, None, None)
+        except BaseException:
+            stream_ctx = getattr(handle, "stream_ctx", None)  # torch.cuda.graph skips it when capture_end raises
+            if stream_ctx is not None:
+                try:
+                    stream_ctx.__exit__(None, None, None)
+                except Exception:
+                    pass
+            raise
+
+    @staticmethod
+    def clear_error() -> Optional[str]:
+        """Clear the calling thread's last CUDA runtime error (``cudaGetLastError``), as trtexec
+        does after a failed capture; returns the error's number as text, or None when there was
+        none or the runtime could not be reached (the library torch loaded is used, found in
+        ``/proc/self/maps``, so its error state is the one cleared)."""
+        runtime = _loaded_cudart()
+        if runtime is None:
+            return None
+        code = int(runtime.cudaGetLastError())
+        return None if code == 0 else f"cudaError {code}"
 
     @staticmethod
     def release() -> None:
@@ -99,6 +154,53 @@ class CudaDevice:
         import torch
 
         torch.cuda.empty_cache()
+
+def _loaded_cudart():
+    """ctypes handle of the CUDA runtime library already loaded in this process, or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libcudart" in line and "/" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            return ctypes.CDLL(path)  # already loaded: dlopen returns the same library
+        except OSError:
+            continue
+    return None
+
+
+def capture_graph(device, stream, work: Callable[[], Optional[str]]) -> Tuple[object, Optional[str]]:
+    """Capture ``work`` into a new CUDA graph on ``stream``: ``(graph, None)``, or ``(None, reason)``
+    when it cannot be captured.
+
+    ``work`` queues the work and returns None, or the reason it failed (it may also raise). Call
+    only after the same work ran and ``stream`` was synchronized (trtexec runs one enqueue and a
+    synchronize before capture, so lazy initialisation is not captured). On failure the capture
+    is ended (an error CUDA reports on ending it is part of the reason, never raised over the
+    first one) and the CUDA error cleared, so the caller can go on without a graph.
+    """
+    graph = device.new_graph()
+    reason = None
+    handle = device.begin_capture(graph, stream)
+    try:
+        reason = work()
+    except Exception as err:  # noqa: BLE001 - any failure under capture means: no graph
+        reason = f"{type(err).__name__}: {err}"
+    finally:
+        try:
+            device.end_capture(handle)
+        except Exception as err:  # noqa: BLE001 - capture invalidated
+            ended = f"ending the capture failed ({type(err).__name__}: {err})"
+            reason = f"{reason}; {ended}" if reason else ended
+    if reason is None:
+        return graph, None
+    cleared = device.clear_error()
+    if cleared:
+        reason += f" (cleared {cleared})"
+    return None, reason
 
 
 def _torch_dtype(dtype):
@@ -110,7 +212,8 @@ def _torch_dtype(dtype):
 class GpuTimer:
     """GPU compute milliseconds per timed region, from one pair of reusable CUDA events.
 
-    Use ``with timer.region(stream): ...`` around the compute call, synchronize the stream, then
+    Use ``with timer.region(stream): ...`` around the compute call only, after the input copy
+    was synchronized (see the module docstring), synchronize the stream, then
     ``timer.collect()`` appends that region's time to ``samples_ms``.
     """
 

@@ -44,7 +44,7 @@ from ..errors import BuildError, PtqError
 from ..quantize import CALIBRATIONS, QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
 from ..store import file_sha256, stable_key
 from .base import Backend, Int8Inputs, Runner
-from .cuda import CudaDevice, GpuRunner, GpuTimer
+from .cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
 
 _log = logging.getLogger(__name__)
 
@@ -170,12 +170,22 @@ def unavailable_reason() -> Optional[str]:
     return None
 
 
+#: The newest ONNX opset the ONNX parser of each TensorRT documents (onnx/onnx-tensorrt
+#: ``docs/operators.md``: "supports operators up to Opset 13" on release/8.0 and release/8.2-GA,
+#: "up to Opset 17" on release/8.4-GA and release/8.5-GA); ptqcore exports at 17 at most.
+PARSER_OPSETS = (((8, 4), 17), ((8, 0), 13))
+
+
 def onnx_export_for_tensorrt(version: Union[str, Tuple[int, ...]]) -> Tuple[str, int]:
-    """(exporter, opset) that the ONNX parser of this TensorRT reads: the legacy exporter at opset
-    13 before 8.5 (JetPack 4.6 / 5.0) and 17 from 8.5 on (the suite's default, so one ONNX file,
-    and so one set of calibration ranges, serves every backend)."""
+    """(exporter, opset) that the ONNX parser of this TensorRT reads (:data:`PARSER_OPSETS`): the
+    legacy exporter at opset 13 on TensorRT 8.0 and 8.2 (JetPack 4.6), 17 from 8.4 on (JetPack
+    5.0.2 and later; the suite's default, so one ONNX file, and so one set of calibration ranges,
+    serves every backend)."""
     numbers = parse_version(version) if isinstance(version, str) else tuple(version)
-    return ("legacy", 13) if numbers < (8, 5) else ("legacy", 17)
+    for first, opset in PARSER_OPSETS:
+        if numbers >= first:
+            return ("legacy", opset)
+    return ("legacy", 13)
 
 
 def _import_tensorrt():
@@ -385,6 +395,15 @@ class EngineBuildInfo:
 
     ``timing_cache_status`` / ``calibration_cache_status``: ``not used``, ``created``,
     ``reused`` or (timing cache) ``rejected, rebuilt`` when the file did not match this TensorRT/GPU.
+    ``network_source`` is the file parsed (here, in memory); ``network_kind`` is the plan's
+    ``fp32-onnx`` / ``fp16-onnx`` / ``qdq-onnx``.
+
+    :meth:`as_dict` (what records get) holds no path that may not exist after the run: the store
+    builds in a temporary folder that it renames, so the network is recorded as ``network_source``
+    (its kind), ``network_file`` (its name relative to the engine's folder when it was written
+    beside the engine, which travels with it; else None) and ``network_sha256``. The cache paths
+    (``timing_cache``, ``calibration_cache``) are kept: they live in the cache folder, not the
+    build folder. ``engine_path`` is where the build wrote; the backend drops it from records.
     """
 
     engine_path: Path
@@ -403,11 +422,17 @@ class EngineBuildInfo:
     calibration_cache_status: str
     build_s: float
     options: dict = field(default_factory=dict)
+    network_kind: str = ""
 
     def as_dict(self) -> dict:
         out = asdict(self)
+        source = Path(self.network_source)
+        beside = source.parent.resolve() == Path(self.engine_path).parent.resolve()
         out["engine_path"] = str(self.engine_path)
-        out["network_source"] = str(self.network_source)
+        out["network_source"] = self.network_kind or "onnx"
+        out.pop("network_kind")
+        out["network_file"] = source.name if beside else None
+        out["network_sha256"] = file_sha256(source) if source.is_file() else None
         out["builder_flags"] = list(self.builder_flags)
         out["network_flags"] = list(self.network_flags)
         return out
@@ -435,7 +460,7 @@ def tensorrt_qdq_onnx(int8: Int8Inputs, calibration_method: str, out_path: Path)
     """The Q/DQ ONNX TensorRT builds INT8 from: the prepared model quantized from the shared ranges
     file with :meth:`QuantRecipe.for_tensorrt` (the ONNX Runtime INT8 model uses the same ranges)."""
     return qdq_onnx_from_onnx(
-        int8.prepared_onnx, int8.ranges, QuantRecipe.for_tensorrt(calibration_method), out_path, int8.calibration_images
+        int8.prepared_onnx, int8.ranges, QuantRecipe.for_tensorrt(calibration_method), out_path
     )
 
 
@@ -464,7 +489,7 @@ def _parse_onnx(trt, parser, path: Path) -> None:
         messages = [str(parser.get_error(i)) for i in range(parser.num_errors)] or ["the parser gave no message"]
         raise BuildError(
             f"TensorRT {trt.__version__}'s ONNX parser rejected {path.name}: {' | '.join(messages)}",
-            "export with the legacy exporter at an opset this TensorRT reads (13 before 8.5, 17 from 8.5: "
+            "export with the legacy exporter at an opset this TensorRT reads (13 on 8.0/8.2, 17 from 8.4: "
             "--ptq-exporter legacy --ptq-opset 17); operators TensorRT lacks need a plugin",
         )
 
@@ -676,6 +701,7 @@ def engine_from_onnx(
         calibration_cache_status=calibration_status,
         build_s=build_s,
         options=options.key_fields(),
+        network_kind=plan.network_source,
     )
     build_info_path(out_path).write_text(json.dumps(info.as_dict(), indent=2))
     return info
@@ -704,11 +730,20 @@ def _type_of(text: object) -> str:
     return match.lastgroup if match else "Unknown"
 
 
+#: Keys a tensor's data type may be under, in lower case, most specific first. TensorRT 8.x-10.x
+#: write ``Format/Datatype`` (and Polygraphy at release/11.1, ``backend/trt/util.py``, and TREx at
+#: release/11.0, ``trex/activations.py``, still read only that key); a split ``DataType`` /
+#: ``Datatype`` key beside ``Format`` is accepted too, in case a later release splits it.
+_DATATYPE_KEYS = ("datatype", "data type", "format/datatype")
+
+
 def _tensor_type(tensor: dict) -> str:
-    # TensorRT 11 splits "Format/Datatype" into "Format" and "DataType"
-    if "DataType" in tensor:
-        return _type_of(tensor["DataType"])
-    return _type_of(tensor.get("Format/Datatype"))
+    """The census name of a tensor's data type, from whichever datatype key it has (any case)."""
+    keys = {str(key).strip().lower(): value for key, value in tensor.items()}
+    for key in _DATATYPE_KEYS:
+        if key in keys:
+            return _type_of(keys[key])
+    return "Unknown"
 
 
 def _layer_facts(layer) -> Tuple[Optional[str], str, bool, bool]:
@@ -725,7 +760,7 @@ def _layer_facts(layer) -> Tuple[Optional[str], str, bool, bool]:
     text = str(layer)
     kind_match = re.search(r"LayerType:\s*([A-Za-z0-9_]+)", text)
     if kind_match:  # a one-line description: "Name: ..., LayerType: ..., Inputs: [{... Format/Datatype: ...}]"
-        format_match = re.search(r"Format/Datatype:\s*([^,\]}]+)", text)
+        format_match = re.search(r"(?:Format/Datatype|Data ?Type):\s*([^,\]}]+)", text, re.IGNORECASE)
         precision = _type_of(format_match.group(1)) if format_match else "Unknown"
         reformat = kind_match.group(1) == "Reformat" or "ParameterType: Reformat" in text
         return kind_match.group(1), precision, reformat, True
@@ -745,7 +780,8 @@ def census_from_inspector_json(text: str) -> dict:
     """Layer counts of an engine from ``IEngineInspector.get_engine_information(JSON)``.
 
     Reads the detailed layout (``{"Layers": [{"Name", "LayerType", "Inputs": [{"Format/Datatype"}],
-    ...}]}``; on TensorRT 11 ``DataType`` beside ``Format``), the names-only layout older builds and
+    ...}]}``; the datatype key is matched without regard to case, and a split ``DataType`` key
+    beside ``Format`` is read as well: see :data:`_DATATYPE_KEYS`), the names-only layout older builds and
     non-DETAILED engines give (``{"Layers": ["name", ...]}``, one line per layer) and plain one-line
     text. Returns ``layers`` (layers that run: ``NoOp`` and signal/wait excluded),
     ``layers_by_precision`` (by the type of each layer's first input, e.g. ``{"Int8": 40, "Half":
@@ -856,27 +892,39 @@ class TrtRunner(GpuRunner):
 
     ``activate`` loads the engine and allocates, for the profile's largest shape, one device buffer
     per input and output (torch CUDA tensors: their ``data_ptr()`` is what TensorRT gets) and one
-    pinned host buffer each, on a dedicated stream. ``infer(batch)`` copies the batch host->device,
-    executes (``execute_async_v3`` with tensor addresses where the version has it, else the
-    bindings API ``execute_async_v2``), copies the first output device->host and synchronizes, so it
-    is end to end; CUDA events around the execute call alone give ``gpu_compute_ms``. A batch larger
-    than the profile's maximum runs in chunks (one ``gpu_compute_ms`` figure per chunk).
+    pinned host buffer each, on a dedicated stream. ``infer(batch)`` copies the batch host->device
+    and synchronizes, records the start event, launches (``execute_async_v3`` with tensor
+    addresses where the version has it, else the bindings API ``execute_async_v2``, or the graph's
+    replay), records the end event, copies the first output device->host and synchronizes: so it is
+    end to end, and ``gpu_compute_ms`` is exactly trtexec's GPU Compute Time interval under
+    ``--exposeDMA`` (see :mod:`ptqcore.backends.cuda`). A batch larger than the profile's maximum
+    runs in chunks (one ``gpu_compute_ms`` figure per chunk).
 
-    ``cuda_graph``: after ``graph_warmup`` executions at one shape the execute call is captured
-    into a ``torch.cuda.CUDAGraph`` and replayed from then on (recaptured when the shape changes).
+    ``cuda_graph``: after ``graph_warmup`` (>= 1: at least one enqueue and a synchronize, as
+    trtexec does before it captures) inferences at one shape the launch is captured into a CUDA
+    graph and replayed from then on (recaptured when the shape changes). When the enqueue fails
+    under capture, the capture is ended, the CUDA error cleared, and this runner enqueues without
+    graphs from then on; :meth:`graph_status` says whether graphs are in use and why not.
     ``trt`` and ``device`` replace the ``tensorrt`` module and :class:`CudaDevice` (tests).
     """
 
     def __init__(self, engine_path: Path, cuda_graph: bool = False, graph_warmup: int = 3,
                  device_index: int = 0, trt=None, device=None) -> None:
+        if int(graph_warmup) < 1:
+            raise ValueError(
+                f"graph_warmup must be >= 1, got {graph_warmup}: the work must run and the stream be "
+                "synchronized once before capture, or TensorRT's lazy initialisation is captured (trtexec does the same)"
+            )
         self.engine_path = Path(engine_path)
         self.cuda_graph = cuda_graph
-        self.graph_warmup = graph_warmup
+        self.graph_warmup = int(graph_warmup)
         self.device_index = device_index
         self._trt = trt
         self._device = device
         self.engine = self.context = None
         self._graph = None
+        self._graph_failure: Optional[str] = None
+        self._last_was_replay = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def activate(self) -> None:
@@ -920,9 +968,28 @@ class TrtRunner(GpuRunner):
             self._stream = None
             self._device.release()
 
+    def graph_status(self) -> dict:
+        """``{"cuda_graph": bool, "cuda_graph_reason": str or None}``.
+
+        ``cuda_graph`` is True only when graphs were asked for, captured, and the last inference
+        replayed one. Otherwise ``cuda_graph_reason`` says why not: ``"not requested"``, the
+        capture failure (this runner then ran without graphs, as trtexec does), or
+        ``"not captured yet"`` (fewer than ``graph_warmup`` inferences at the current shape).
+        """
+        if not self.cuda_graph:
+            return {"cuda_graph": False, "cuda_graph_reason": "not requested"}
+        if self._graph_failure is not None:
+            return {"cuda_graph": False,
+                    "cuda_graph_reason": f"capture failed, ran without CUDA graphs: {self._graph_failure}"}
+        if self._graph is None or not self._last_was_replay:
+            return {"cuda_graph": False, "cuda_graph_reason": f"not captured yet (graph_warmup={self.graph_warmup})"}
+        return {"cuda_graph": True, "cuda_graph_reason": None}
+
     def census(self) -> Optional[dict]:
-        """:func:`engine_census` of the loaded engine (call while active)."""
-        return engine_census(self.engine, self._trt)
+        """:func:`engine_census` of the loaded engine (call while active), with :meth:`graph_status`
+        merged in (``cuda_graph``, ``cuda_graph_reason``), so the record says how it was run."""
+        census = engine_census(self.engine, self._trt)
+        return {**(census or {}), **self.graph_status()}
 
     # -- inference ------------------------------------------------------------------------------
     def _set_shape(self, shape: Tuple[int, ...]) -> None:
@@ -936,6 +1003,7 @@ class TrtRunner(GpuRunner):
         self._shape = tuple(shape)
         self._output_shape = self._context_shape(self._outputs[0])
         self._graph = None
+        self._last_was_replay = False
         self._runs_at_shape = 0
 
     def _context_shape(self, tensor: _Tensor) -> Tuple[int, ...]:
@@ -943,20 +1011,32 @@ class TrtRunner(GpuRunner):
             return tuple(int(d) for d in self.context.get_tensor_shape(tensor.name))
         return tuple(int(d) for d in self.context.get_binding_shape(tensor.index))
 
-    def _enqueue(self) -> None:
+    def _try_enqueue(self) -> Optional[str]:
+        """Queue one execution on the runner's stream: None, or TensorRT's reason it failed."""
         handle = self._device.stream_handle(self._stream)
+        errors = len(self._logger.errors)
         if self._v3:
             done = self.context.execute_async_v3(handle)
         else:
             done = self.context.execute_async_v2(self._bindings, handle)
-        if not done:
-            raise BuildError(f"TensorRT failed to run {self.engine_path.name}: " + " | ".join(self._logger.errors),
-                             "read TensorRT's messages above")
+        if done:
+            return None
+        return f"TensorRT failed to run {self.engine_path.name}: " + (
+            " | ".join(self._logger.errors[errors:]) or "no error was logged")
+
+    def _enqueue(self) -> None:
+        failure = self._try_enqueue()
+        if failure is not None:
+            raise BuildError(failure, "read TensorRT's messages above")
 
     def _capture(self) -> None:
-        graph = self._device.new_graph()
-        with self._device.capture(graph, self._stream):
-            self._enqueue()
+        """Capture the enqueue (called after >= 1 inference, which ended with a synchronize, at
+        this shape); on failure keep running without graphs and remember why."""
+        graph, failure = capture_graph(self._device, self._stream, self._try_enqueue)
+        if failure is not None:
+            self._graph_failure = failure
+            _log.warning("CUDA graph capture of %s failed; running without CUDA graphs: %s",
+                         self.engine_path.name, failure)
         self._graph = graph
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -968,8 +1048,10 @@ class TrtRunner(GpuRunner):
             return np.concatenate([self.infer(batch[i : i + limit]) for i in range(0, batch.shape[0], limit)])
         if batch.shape != self._shape:
             self._set_shape(batch.shape)
-        if self.cuda_graph and self._graph is None and self._runs_at_shape >= self.graph_warmup:
+        if (self.cuda_graph and self._graph is None and self._graph_failure is None
+                and self._runs_at_shape >= self.graph_warmup):
             self._capture()
+        device = self._device
         output = self._outputs[0]
         size = int(np.prod(self._output_shape))
         host_in = self._input.host.view(-1)[: batch.size].view(batch.shape)
@@ -977,16 +1059,19 @@ class TrtRunner(GpuRunner):
         host_out = output.host.view(-1)[:size].view(self._output_shape)
         device_out = output.device.view(-1)[:size].view(self._output_shape)
         host_in.copy_(torch.from_numpy(batch))
-        with self._device.on(self._stream):
-            device_in.copy_(host_in, non_blocking=True)
+        with device.on(self._stream):
+            device.to_device(device_in, host_in)
+        device.synchronize(self._stream)  # the input is on the GPU before the start event (trtexec --exposeDMA)
+        with device.on(self._stream):
             with self._timer.region(self._stream):
                 if self._graph is not None:
                     self._graph.replay()
                 else:
                     self._enqueue()
-            host_out.copy_(device_out, non_blocking=True)
-        self._device.synchronize(self._stream)
+            device.to_host(host_out, device_out)
+        device.synchronize(self._stream)
         self._timer.collect()
+        self._last_was_replay = self._graph is not None
         self._runs_at_shape += 1
         return host_out.numpy().copy()
 
@@ -1065,11 +1150,16 @@ class TensorRTBackend(Backend):
         if build_info_path(artifact).is_file():
             build = read_build_info(artifact)
             build.pop("engine_path", None)  # written where the build ran, before the store moved it
+            source = str(build.get("network_source") or "")
+            if os.sep in source or "/" in source:  # a build.json from before: a path into the build folder
+                name = Path(source).name
+                build["network_source"] = "onnx"
+                build["network_file"] = name if (Path(artifact).parent / name).is_file() else None
             details["engine_build"] = build
         return details
 
     def export_settings(self, exporter: str, opset: int) -> Tuple[str, int]:
-        """The legacy exporter at the newest opset the installed TensorRT parses (13 or 17)."""
+        """The legacy exporter at the newest opset the installed TensorRT parses (13 on 8.0/8.2, else 17)."""
         return onnx_export_for_tensorrt(self.trt_device().tensorrt_version)
 
     def artifact_inputs(self, case: Case, source_sha256: Union[str, Sequence[str]]) -> dict:

@@ -42,8 +42,10 @@ class TorchCudaRunner(GpuRunner):
     """Runs a copy of the PyTorch FP32 base model on a CUDA GPU, as the study did on the Jetson.
 
     Same rules as the TensorRT runner: work goes to a dedicated stream; ``infer`` copies the batch
-    to the device, runs the model, copies the logits back and returns only after the stream has
-    finished (end-to-end); the model call alone is timed with CUDA events into ``gpu_compute_ms``.
+    to the device and synchronizes, records the start event, runs the model, records the end
+    event, copies the logits back and returns only after the stream has finished (end-to-end); so
+    ``gpu_compute_ms`` is the model call alone, from an idle GPU, the interval trtexec's GPU
+    Compute Time has under ``--exposeDMA`` (see :mod:`ptqcore.backends.cuda`).
     The model given is copied to the device in ``activate`` and the copy dropped in
     ``deactivate``, so the CPU model other runners use is left untouched. ``device`` is a
     :class:`~ptqcore.backends.cuda.CudaDevice` (or a stand-in in tests).
@@ -75,6 +77,8 @@ class TorchCudaRunner(GpuRunner):
             inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(
                 device.torch_device, non_blocking=True
             )
+        device.synchronize(self._stream)  # the input is on the GPU before the start event
+        with torch.inference_mode(), device.on(self._stream):
             with self._timer.region(self._stream):
                 logits = self._module(inputs)
             host = logits.to("cpu", non_blocking=True)
