@@ -10,8 +10,8 @@ DEVICES = {"onnxruntime": "cpu", "tensorrt": "cuda"}
 
 
 def test_case_id_is_readable_and_names_non_default_recipe():
-    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 1, "minmax").id == "densenet169-int8-onnxruntime-cpu-b1"
-    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 8, "entropy").id == "densenet169-int8-onnxruntime-cpu-b8-entropy"
+    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 1, "entropy").id == "densenet169-int8-onnxruntime-cpu-b1"
+    assert Case("densenet169", Precision.INT8, "onnxruntime", "cpu", 8, "minmax").id == "densenet169-int8-onnxruntime-cpu-b8-minmax"
     assert Case("resnet18", Precision.BASE, "torch", "cpu", 1).id == "resnet18-base-torch-cpu-b1"
 
 
@@ -64,3 +64,18 @@ def test_base_device_follows_the_backends_not_the_machine():
     assert [c.id for c in cpu] == ["m-base-torch-cpu-b1", "m-fp32-onnxruntime-cpu-b1"]
     both = build_matrix(["m"], [Precision.BASE], ["onnxruntime", "tensorrt"], DEVICES, [1])
     assert [c.id for c in both] == ["m-base-torch-cpu-b1", "m-base-torch-cuda-b1"]
+
+
+def test_on_a_gpu_host_the_default_sweeps_base_still_runs_on_the_cpu(monkeypatch, tmp_path):
+    """torch seeing a CUDA GPU must not move the base of a CPU-only sweep (issue: GPU hosts gave other
+    case ids and divided a GPU base latency by a CPU latency)."""
+    import torch
+
+    from ptqcore.suite import Suite, SuiteOptions
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tmp_path))
+    ids = [case.id for case, _ in suite.cases()]
+    assert ids == ["tiny_cnn-base-torch-cpu-b1", "tiny_cnn-fp32-onnxruntime-cpu-b1",
+                   "tiny_cnn-fp16-onnxruntime-cpu-b1", "tiny_cnn-int8-onnxruntime-cpu-b1"]
+    assert suite.reference_case(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax")).device == "cpu"

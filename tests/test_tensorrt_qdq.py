@@ -30,7 +30,7 @@ def test_tensorrt_qdq_model_is_signed_symmetric_per_channel_and_agrees_with_fp32
     # the ONNX Runtime case's prepared model and ranges: the very inputs a TensorRT INT8 build shares
     # wherever both backends export at the same opset (TensorRT itself cannot be imported here)
     case = Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax")
-    int8 = suite._int8_inputs(case)
+    int8 = suite.int8_inputs(case)
     path = tensorrt_qdq_onnx(int8, case.recipe, tmp_path / "model.qdq.onnx")
     model = onnx.load(str(path))
     graph = model.graph

@@ -10,7 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
-DEFAULT_CALIBRATION = "minmax"
+#: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.calibration`.
+DEFAULT_CALIBRATION = "entropy"
 
 
 class Precision(str, enum.Enum):

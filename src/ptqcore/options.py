@@ -36,6 +36,7 @@ class SuiteOptions:
     eval_batch_size: int = 16
     calibrations: Tuple[str, ...] = (DEFAULT_CALIBRATION,)
     int8_recipe: str = "auto"
+    percentile: float = 99.999
     cache_dir: Path = field(default_factory=default_cache_dir)
     weights: str = "auto"
     image_size: Optional[int] = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import socket
 import time
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 import pytest
 
 from .backends import BACKEND_NAMES
-from .case import PRECISION_NAMES, Case, Precision
+from .case import BASE_BACKEND, DEFAULT_CALIBRATION, PRECISION_NAMES, Case, Precision
 from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .errors import PtqError
@@ -31,7 +32,7 @@ from .quantize import CALIBRATIONS
 from .records import SCHEMA_VERSION
 from .store import default_cache_dir
 from .suite import Suite, SuiteOptions
-from .thresholds import load_thresholds
+from .thresholds import check_names, load_thresholds
 
 SUITE_KEY = pytest.StashKey[Suite]()
 STARTED_KEY = pytest.StashKey[float]()
@@ -55,6 +56,18 @@ def _choices(valid) -> Callable[[str], tuple]:
         return tuple(items)
 
     return parse
+
+
+def _calibrations(text: str) -> tuple:
+    """Calibration methods, or ``all`` for every one."""
+    return tuple(CALIBRATIONS) if str(text).strip() == "all" else _choices(CALIBRATIONS)(text)
+
+
+def _percentile(text: str) -> float:
+    value = _positive_float(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{value} is above 100 (a percentile, e.g. 99.999)")
+    return value
 
 
 def _models(text: str) -> tuple:
@@ -91,8 +104,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
     return value
 
 
@@ -103,6 +116,15 @@ def _three_floats(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"{text!r} is not three numbers") from None
     if len(values) != 3:
         raise argparse.ArgumentTypeError("expected three comma-separated values (R,G,B)")
+    if not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be a finite number")
+    return values
+
+
+def _three_positive_floats(text: str) -> tuple:
+    values = _three_floats(text)
+    if not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a standard deviation must be > 0 (it divides the pixels)")
     return values
 
 
@@ -133,8 +155,11 @@ def pytest_addoption(parser) -> None:
         help="evaluation images (default: the whole held-out split, at most 2500)")
     add("--ptq-eval-batch-size", type=_int_at_least(1), default=16, metavar="N",
         help="batch size of the accuracy pass (default: 16)")
-    add("--ptq-calibration", type=_choices(CALIBRATIONS), default=("minmax",), metavar="LIST",
-        help=f"INT8 calibration methods: {', '.join(CALIBRATIONS)} (default: minmax)")
+    add("--ptq-calibration", type=_calibrations, default=(DEFAULT_CALIBRATION,), metavar="LIST",
+        help=f"INT8 calibration methods, one INT8 case each, all from one statistics pass: {', '.join(CALIBRATIONS)}"
+        f" or all (default: {DEFAULT_CALIBRATION}, the study's: TensorRT's entropy calibrator)")
+    add("--ptq-percentile", type=_percentile, default=99.999, metavar="P",
+        help="the percentile of |x| the percentile method clips at (default: 99.999)")
     add("--ptq-int8-recipe", choices=INT8_RECIPE_CHOICES, default="auto",
         help="ONNX Runtime INT8 layout: auto (chosen for this CPU: u8s8 with VNNI, u8s8-reduce-range on x86"
         " without VNNI, s8s8 on ARM64), u8s8, s8s8 or u8s8-reduce-range (default: auto)")
@@ -164,7 +189,7 @@ def pytest_addoption(parser) -> None:
     add("--ptq-warmup-time", type=_positive_float, default=0.5, metavar="S",
         help="warm-up before timing, at least 10 calls (default: 0.5 s)")
     add("--ptq-threads", type=_int_at_least(0), default=0, metavar="N",
-        help="intra-op threads for ONNX Runtime and PyTorch (default: 0 = library default)")
+        help="intra-op threads for ONNX Runtime and PyTorch alike (default: 0 = the physical cores)")
     add("--ptq-trt-workspace", type=_int_at_least(1), default=None, metavar="MIB",
         help="TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)")
     add("--ptq-trt-int8", choices=("explicit", "implicit-entropy"), default="explicit",
@@ -178,12 +203,15 @@ def pytest_addoption(parser) -> None:
         help="keep the raw timestamped telemetry samples of every phase in the records (for plots)")
     add("--ptq-no-telemetry", action="store_true", default=False,
         help="do not sample CPU / GPU / memory / power during compression and inference")
+    add("--ptq-calibration-speed", action="store_true", default=False,
+        help="also time ONNX Runtime's own MinMax and Entropy calibrators next to ptqcore's one-pass calibration"
+        " (benchmarks/test_calibration_speed.py; ONNX Runtime's entropy takes minutes per model)")
     add("--ptq-seed", type=int, default=0, metavar="N", help="seed for splits and training (default: 0)")
     add("--ptq-model-input-size", type=_int_at_least(8), default=224, metavar="PX",
         help="input side of .onnx/.pt model files (default: 224)")
     add("--ptq-model-mean", type=_three_floats, default=(0.485, 0.456, 0.406), metavar="R,G,B",
         help="normalization mean of model files (default: ImageNet)")
-    add("--ptq-model-std", type=_three_floats, default=(0.229, 0.224, 0.225), metavar="R,G,B",
+    add("--ptq-model-std", type=_three_positive_floats, default=(0.229, 0.224, 0.225), metavar="R,G,B",
         help="normalization std of model files (default: ImageNet)")
 
 
@@ -201,6 +229,7 @@ def options_from_config(config) -> SuiteOptions:
         eval_batch_size=get("ptq_eval_batch_size"),
         calibrations=tuple(get("ptq_calibration")),
         int8_recipe=get("ptq_int8_recipe"),
+        percentile=get("ptq_percentile"),
         cache_dir=(get("ptq_cache_dir") or default_cache_dir()).expanduser(),
         weights=get("ptq_weights"),
         image_size=get("ptq_image_size"),
@@ -290,13 +319,16 @@ def pytest_configure(config) -> None:
         _check_writable(target.expanduser(), "--benchmark-json")
     config.addinivalue_line(
         "markers", "ptq_cases(select='all'): parametrize the test's `case` argument over the ptqcore"
-        " matrix; select 'compressed', 'base' or 'int8' to narrow it",
+        " matrix; select 'compressed', 'base' or 'int8' to narrow it; opt_in='--ptq-OPTION' skips it unless"
+        " that flag is given",
     )
     try:
         options = options_from_config(config)
         thresholds = load_thresholds(config.getoption("ptq_thresholds"))
         suite = Suite(options, thresholds, _terminal_report(config))
         suite.check_model_files()
+        for warning in check_names(thresholds, set(suite.specs), BACKEND_NAMES + (BASE_BACKEND,), DATASETS):
+            _terminal_report(config)(f"warning: {warning}")
     except PtqError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[SUITE_KEY] = suite
@@ -319,6 +351,8 @@ def pytest_generate_tests(metafunc) -> None:
     select = marker.kwargs.get("select", "all") if marker else "all"
     if select not in SELECTIONS:
         raise pytest.UsageError(f"ptq_cases(select={select!r}): use one of {', '.join(SELECTIONS)}")
+    opt_in = marker.kwargs.get("opt_in") if marker else None
+    opted_out = opt_in is not None and not metafunc.config.getoption(opt_in.lstrip("-").replace("-", "_"))
     suite = suite_of(metafunc.config)
     params = []
     for case, reason in suite.cases():
@@ -329,6 +363,8 @@ def pytest_generate_tests(metafunc) -> None:
         if reason:
             suite.book.skipped(case, reason)
             marks.append(pytest.mark.skip(reason=f"{case.id}: {reason}"))
+        elif opted_out:  # this test only; the case's own record is untouched
+            marks.append(pytest.mark.skip(reason=f"{metafunc.function.__name__} runs only with {opt_in}"))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("case", params)
 
@@ -378,7 +414,7 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"{item.nodeid}: {type(error).__name__}: {error}"
         line = str(error)
     elif call.excinfo is not None:
-        line = call.excinfo.exconly().strip().splitlines()[0][:300]
+        line = " ".join(call.excinfo.exconly().split())
     else:
         line = "failed"
     book.failed(case, f"{item.originalname} ({call.when}): {line}")

@@ -4,9 +4,10 @@ INT8 is three steps, each a pure function from files to a file, so each can be c
 
 1. :func:`prepared_onnx_from_onnx`: ONNX Runtime's ``quant_pre_process`` (shape inference and
    graph clean-up), which quantization tools expect;
-2. :func:`calibration_ranges_from_onnx`: run the calibration images through the prepared model
-   and save the activation ranges (min/max, entropy with a real 2048-bin histogram, or
-   percentile) as a calibration cache; the same ranges can quantize for several backends;
+2. :func:`statistics_from_onnx`: run the calibration images through the prepared model once and
+   keep every tensor's min/max and 2048-bin histogram (:mod:`ptqcore.calibration`); then
+   :func:`ranges_from_statistics_file` derives the min/max, entropy or percentile ranges from
+   them, written as ONNX Runtime's calibration cache; the same ranges quantize for every backend;
 3. :func:`qdq_onnx_from_onnx`: insert QuantizeLinear/DequantizeLinear pairs from those ranges,
    in the form a :class:`QuantRecipe` names (for ONNX Runtime the layout that suits the CPU, see
    :mod:`ptqcore.cpu_isa`; signed symmetric for TensorRT).
@@ -16,21 +17,21 @@ ONNX Runtime's string-keyed ``extra_options`` stay inside :class:`QuantRecipe`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
-import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from .calibration import collect_statistics, load_statistics, ranges_from_statistics, save_statistics, tensors_data
 from .cpu_isa import INT8_RECIPES
 from .errors import BuildError
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class QuantRecipe:
     quantize_bias: bool = True
     qdq_pair_on_weights: bool = False
     dedicated_qdq_pair: bool = False
-    num_bins: int = 2048
     percentile: float = 99.999
     calibration_batch_size: int = 16
 
@@ -95,14 +95,6 @@ class QuantRecipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def calibrator_options(self) -> dict:
-        """``extra_options`` for ``onnxruntime.quantization.create_calibrator``."""
-        if self.calibration == "entropy":
-            return {"num_bins": self.num_bins, "num_quantized_bins": 128}
-        if self.calibration == "percentile":
-            return {"num_bins": self.num_bins, "percentile": self.percentile}
-        return {}
 
     def quantizer_options(self) -> dict:
         """``extra_options`` for ``onnxruntime.quantization.quantize_static``."""
@@ -181,57 +173,55 @@ class _ArrayReader:
         return item
 
 
-def _input_name(onnx_path: Path) -> str:
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    initializers = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in initializers)
-
-
-def calibration_ranges_from_onnx(prepared_path: Path, images: np.ndarray, recipe: QuantRecipe, out_path: Path) -> Path:
-    """Run ``images`` through the prepared model and save each tensor's range as a JSON calibration cache."""
-    q = _ort_quantization()
-    if len(images) == 0:
-        raise BuildError("the calibration set is empty", "use --ptq-calibration-size >= 1")
-    with tempfile.TemporaryDirectory(prefix="ptqcore-calib-") as scratch:
-        calibrator = q.create_calibrator(
-            str(prepared_path),
-            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
-            calibrate_method=_method(recipe),
-            extra_options=recipe.calibrator_options(),
-        )
-        calibrator.collect_data(_ArrayReader(_input_name(prepared_path), images, recipe.calibration_batch_size))
-        ranges = calibrator.compute_data()
-        del calibrator  # releases the augmented model's session before the folder goes
-    _save_ranges(ranges, Path(out_path))
+def statistics_from_onnx(prepared_path: Path, images: np.ndarray, out_path: Path, batch_size: int = 16,
+                         threads: int = 0) -> Path:
+    """The one calibration pass: every calibrated tensor's min/max and histogram, saved (``.npz``)."""
+    save_statistics(collect_statistics(prepared_path, images, batch_size, threads), Path(out_path))
     return Path(out_path)
 
 
-def _save_ranges(ranges, out_path: Path) -> None:
-    """Write the ranges as JSON with sorted keys, so the same ranges always give the same bytes.
-
-    ONNX Runtime >= 1.31 has ``save_tensors_data`` (the format ``quantize_static`` reads back);
-    older releases (1.19 on JetPack 5's Python 3.8) do not, and their ranges are written in the
-    same layout from the ``TensorData`` attributes, for the record and for TensorRT.
-    """
-    q = _ort_quantization()
-    if hasattr(q, "save_tensors_data"):
-        q.save_tensors_data(ranges, str(out_path))
-        document = json.loads(out_path.read_text())
-    else:
-        document = {"CLS": "TensorsData", "calibration_method": str(getattr(ranges, "calibration_method", "")),
-                    "data": {name: _tensor_data_dict(value) for name, value in ranges.data.items()}}
-    out_path.write_text(json.dumps(document, sort_keys=True))
+def ranges_from_statistics_file(statistics_path: Path, recipe: QuantRecipe, out_path: Path) -> Path:
+    """The ranges of ``recipe.calibration`` derived from saved statistics (no pass over images),
+    written as ONNX Runtime's calibration cache (:func:`write_ranges`)."""
+    ranges = ranges_from_statistics(load_statistics(statistics_path), recipe.calibration, recipe.percentile)
+    return write_ranges(ranges, recipe.calibration, Path(out_path))
 
 
-def _tensor_data_dict(value) -> dict:
-    fields = {"CLS": type(value).__name__}
-    for name in ("lowest", "highest", "hist", "hist_edges", "bins", "avg", "std"):
-        item = getattr(value, name, None)
-        if item is not None:
-            fields[name] = np.asarray(item).tolist()
-    return fields
+def calibration_ranges_from_onnx(prepared_path: Path, images: np.ndarray, recipe: QuantRecipe, out_path: Path) -> Path:
+    """Statistics pass and ranges in one call, for callers that need only one method."""
+    with tempfile.TemporaryDirectory(prefix="ptqcore-calib-") as scratch:
+        statistics = statistics_from_onnx(prepared_path, images, Path(scratch) / "statistics.npz",
+                                          recipe.calibration_batch_size)
+        return ranges_from_statistics_file(statistics, recipe, out_path)
+
+
+def write_ranges(ranges: Dict[str, Tuple[float, float]], method: str, out_path: Path) -> Path:
+    """``{tensor: (low, high)}`` as the JSON calibration cache ONNX Runtime's ``save_tensors_data``
+    writes and ``quantize_static(calibration_cache_path=...)`` reads (1.31+, ``TensorsData.to_dict``
+    with ``CalibrationCacheEncoder`` in onnxruntime/python/tools/quantization/calibrate.py), with
+    sorted keys so that the same ranges always give the same bytes."""
+    method_name = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}[method]
+
+    def scalar(value: float) -> dict:
+        return {"CLS": "numpy.array", "data": float(np.float32(value)), "dtype": "float32"}
+
+    document = {
+        "CLS": "TensorsData",
+        "calibration_method": {"CLS": "CalibrationMethod", "value": f"CalibrationMethod.{method_name}"},
+        "data": {name: {"CLS": "TensorData", "lowest": scalar(low), "highest": scalar(high)}
+                 for name, (low, high) in ranges.items()},
+        "smooth_quant": False,
+    }
+    Path(out_path).write_text(json.dumps(document, sort_keys=True))
+    return Path(out_path)
+
+
+def read_ranges(path: Path) -> Tuple[str, Dict[str, Tuple[float, float]]]:
+    """``(method, {tensor: (low, high)})`` from a file :func:`write_ranges` wrote."""
+    document = json.loads(Path(path).read_text())
+    method = document["calibration_method"]["value"].split(".")[-1].lower()
+    return method, {name: (float(item["lowest"]["data"]), float(item["highest"]["data"]))
+                    for name, item in document["data"].items()}
 
 
 def supports_calibration_cache() -> bool:
@@ -239,18 +229,40 @@ def supports_calibration_cache() -> bool:
     return "calibration_cache_path" in inspect.signature(_ort_quantization().quantize_static).parameters
 
 
-def qdq_onnx_from_onnx(
-    prepared_path: Path,
-    ranges_path: Path,
-    recipe: QuantRecipe,
-    out_path: Path,
-    images: Optional[np.ndarray] = None,
-) -> Path:
-    """A Q/DQ INT8 model quantized from the saved ranges in the layout ``recipe`` names.
+@contextlib.contextmanager
+def _saved_ranges_instead_of_calibration(ranges_path: Path):
+    """Make one ``quantize_static`` call of ONNX Runtime < 1.31 quantize from the saved ranges.
 
-    Where ONNX Runtime cannot take saved ranges (older than 1.31), it calibrates again from
-    ``images`` with the same method, and a warning says so.
+    Those releases cannot take saved ranges: ``quantize_static`` always calls
+    ``create_calibrator(...)``, then ``collect_data`` and ``compute_data()``, and quantizes from
+    the ``TensorsData`` that returns (onnxruntime/python/tools/quantization/quantize.py, 1.16 to
+    1.30). For the duration of the call, that module's ``create_calibrator`` is replaced by one
+    whose ``compute_data`` returns the saved ranges, so every release quantizes from the very same
+    ranges as 1.31+ does through ``calibration_cache_path``.
     """
+    from onnxruntime.quantization import quantize as module
+
+    method, ranges = read_ranges(ranges_path)
+
+    class _Saved:
+        def collect_data(self, reader) -> None:
+            return None
+
+        def compute_data(self):
+            return tensors_data(ranges, method)
+
+    original = module.create_calibrator
+    module.create_calibrator = lambda *args, **kwargs: _Saved()
+    try:
+        yield
+    finally:
+        module.create_calibrator = original
+
+
+def qdq_onnx_from_onnx(prepared_path: Path, ranges_path: Path, recipe: QuantRecipe, out_path: Path) -> Path:
+    """A Q/DQ INT8 model quantized from the saved ranges in the layout ``recipe`` names, on every
+    supported ONNX Runtime (through ``calibration_cache_path`` from 1.31, else
+    :func:`_saved_ranges_instead_of_calibration`)."""
     q = _ort_quantization()
     kwargs = dict(
         quant_format=q.QuantFormat.QDQ,
@@ -262,11 +274,10 @@ def qdq_onnx_from_onnx(
         extra_options=recipe.quantizer_options(),
     )
     if supports_calibration_cache():
-        kwargs.update(calibration_data_reader=None, calibration_cache_path=str(ranges_path))
+        q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=None,
+                          calibration_cache_path=str(ranges_path), **kwargs)
     else:
-        if images is None:
-            raise BuildError("this ONNX Runtime cannot quantize from saved ranges", "upgrade onnxruntime to >= 1.31")
-        _log.warning("onnxruntime < 1.31: quantize_static recalibrates; entropy then uses its default bins")
-        kwargs["calibration_data_reader"] = _ArrayReader(_input_name(prepared_path), images, recipe.calibration_batch_size)
-    q.quantize_static(str(prepared_path), str(out_path), **kwargs)
+        empty = _ArrayReader("unused", np.zeros((0,), dtype=np.float32), 1)  # the stand-in reads nothing
+        with _saved_ranges_instead_of_calibration(ranges_path):
+            q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=empty, **kwargs)
     return Path(out_path)

@@ -17,30 +17,31 @@ import contextlib
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
-from .backends.onnxruntime import OrtRunner
 from .backends.torch_base import TorchCudaRunner, TorchRunner
 from .case import BASE_BACKEND, Case, Precision, build_matrix
 from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
+from .int8_reference import int8_figures, reference_predictions
 from .export import check_onnx, onnx_from_torch
 from .models import (
     ModelSpec,
     Preprocess,
     get_model_spec,
-    looks_like_model_file,
+    file_model_names,
     resolve_model_names,
     spec_from_file,
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
-from .quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
+from .calibration import NUM_BINS
+from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
@@ -57,11 +58,24 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class CompressionRound:
-    """One compression round: phase 1 and phase 2 seconds, and the monitor's summary per phase."""
+    """One compression round: phase 1 and phase 2 seconds (calibration within phase 2 on its own),
+    and the monitor's summary per phase."""
 
     export_s: Optional[float]
     build_s: float
     resources: dict
+    #: INT8: pre-processing, the statistics pass and the ranges (part of ``build_s``); else None
+    calibration_s: Optional[float] = None
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (psutil), else logical ones: the default thread count of both runtimes, so
+    that ONNX Runtime and PyTorch are timed with the same, recorded number of threads."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 class _Failed:
@@ -87,16 +101,17 @@ class Suite:
         #: The CPU's INT8 support, and the ONNX Runtime INT8 layout chosen for it (or forced).
         self.cpu_isa = detect_cpu_isa()
         self.int8_layout = resolve_recipe(options.int8_recipe, self.cpu_isa)
+        #: Intra-op threads of ONNX Runtime and PyTorch alike: the option, or the physical cores.
+        self.threads = options.threads or physical_cores()
         self._memo: Dict[tuple, object] = {}
         self._backends: Dict[tuple, object] = {}
 
     # -- the matrix -------------------------------------------------------------------------
     def _resolve_specs(self) -> Dict[str, ModelSpec]:
         specs = {name: get_model_spec(name) for name in resolve_model_names(self.options.models)}
-        for item in self.options.models:
-            if looks_like_model_file(item.strip()):
-                spec = spec_from_file(item.strip(), self.options.file_input_size, self.options.file_mean, self.options.file_std)
-                specs[spec.name] = spec
+        for item, name in file_model_names(self.options.models).items():
+            specs[name] = spec_from_file(item, self.options.file_input_size, self.options.file_mean,
+                                         self.options.file_std, name=name)
         return specs
 
     def check_model_files(self) -> None:
@@ -209,9 +224,13 @@ class Suite:
             "classes": data.num_classes,
             "recipe": recipe.__dict__ if mode in ("train", "head") else None,
         }
-        entry = self.store.get_or_build("base", inputs, "model.pt", build, f"base model {model} ({mode} on {data.name})")
-        module = architecture()
-        load_state_dict_file(module, entry.path)
+        def load(path: Path):
+            module = architecture()
+            load_state_dict_file(module, path)
+            return module
+
+        entry, module = self.store.load_or_build("base", inputs, "model.pt", build, load,
+                                                 f"base model {model} ({mode} on {data.name})")
         return BaseModel(module.eval(), entry)
 
     # -- phase 1: PyTorch -> ONNX ---------------------------------------------------------------
@@ -249,33 +268,49 @@ class Suite:
             trt = {"workspace_mib": self.options.trt_workspace_mib, "int8_strategy": self.options.trt_int8,
                    "cuda_graph": self.options.trt_cuda_graph}
             cache = None if for_timing else self.options.cache_dir
-            self._backends[key] = get_backend(name, self.options.threads, cache, trt, self.int8_layout)
+            self._backends[key] = get_backend(name, self.threads, cache, trt, self.int8_layout)
         return self._backends[key]
 
     # -- phase 2 ------------------------------------------------------------------------------
-    def _int8_inputs(self, case: Case) -> Int8Inputs:
-        """The prepared model and the calibration ranges for an INT8 case (cached, shared by backends)."""
+    def int8_inputs(self, case: Case, onnx_path: Optional[Path] = None, scratch: Optional[Path] = None) -> Int8Inputs:
+        """The INT8 steps after phase 1, in one sequence for cached builds and timed rounds alike:
+        pre-processing, the one statistics pass over the calibration images (shared by every
+        method), and the method's ranges (shared by every backend).
+
+        With ``scratch`` None every step goes through the store (and the session memo); with a
+        folder, every step runs from nothing into it from ``onnx_path`` (a timed round).
+        """
         import onnxruntime
 
+        recipe = replace(QuantRecipe.for_onnxruntime_cpu(case.recipe), percentile=self.options.percentile)
+        data = self.dataset(case.model)
+        images = data.calibration_arrays()
+        if scratch is not None:
+            prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
+            stats = statistics_from_onnx(prepared, images, scratch / "statistics.npz", recipe.calibration_batch_size,
+                                         self.threads)
+            return Int8Inputs(prepared, ranges_from_statistics_file(stats, recipe, scratch / "ranges.json"), images)
         source = self.onnx(case.model, self.export_settings(case.backend))
+        ort_version = onnxruntime.__version__
         prepared = self._once(("prepared", source.sha256), lambda: self.store.get_or_build(
-            "prepared", {"source_sha256": source.sha256, "onnxruntime": onnxruntime.__version__}, "prepared.onnx",
+            "prepared", {"source_sha256": source.sha256, "onnxruntime": ort_version}, "prepared.onnx",
             lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
         ))
-        recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
-        data = self.dataset(case.model)
-        ranges = self._once(("ranges", source.sha256, case.recipe), lambda: self.store.get_or_build(
-            "calibration",
-            {
-                "prepared_sha256": prepared.sha256, "data": data.fingerprint, "method": recipe.calibration,
-                "bins": recipe.num_bins, "percentile": recipe.percentile,
-                "batch": recipe.calibration_batch_size, "onnxruntime": onnxruntime.__version__,
-            },
-            "ranges.json",
-            lambda path: calibration_ranges_from_onnx(prepared.path, data.calibration_arrays(), recipe, path),
-            f"{case.recipe} calibration of {case.model} on {len(data.calibration)} images",
+        stats = self._once(("statistics", prepared.sha256), lambda: self.store.get_or_build(
+            "statistics",
+            {"prepared_sha256": prepared.sha256, "data": data.fingerprint, "batch": recipe.calibration_batch_size,
+             "bins": NUM_BINS, "onnxruntime": ort_version},
+            "statistics.npz",
+            lambda path: statistics_from_onnx(prepared.path, images, path, recipe.calibration_batch_size, self.threads),
+            f"calibration statistics of {case.model} on {len(images)} images (one pass for every method)",
         ))
-        return Int8Inputs(prepared.path, ranges.path, data.calibration_arrays())
+        ranges = self._once(("ranges", stats.sha256, case.recipe), lambda: self.store.get_or_build(
+            "calibration", {"statistics_sha256": stats.sha256, "method": recipe.calibration,
+                            "percentile": recipe.percentile},
+            "ranges.json", lambda path: ranges_from_statistics_file(stats.path, recipe, path),
+            f"{case.recipe} ranges of {case.model}",
+        ))
+        return Int8Inputs(prepared.path, ranges.path, images)
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""
@@ -289,8 +324,13 @@ class Suite:
     def _make_artifact(self, case: Case) -> Entry:
         backend = self.backend(case.backend)
         source = self.onnx(case.model, self.export_settings(case.backend))
-        int8 = self._int8_inputs(case) if case.precision is Precision.INT8 else None
-        hashes = [source.sha256] + ([] if int8 is None else [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)])
+        int8, hashes = None, [source.sha256]
+        if case.precision is Precision.INT8 and backend.int8_needs_ranges(case):
+            int8 = self.int8_inputs(case)
+            hashes += [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)]
+        elif case.precision is Precision.INT8:  # the backend calibrates itself from the images
+            data = self.dataset(case.model)
+            int8, hashes = Int8Inputs(None, None, data.calibration_arrays()), hashes + [data.fingerprint]
         return self.store.get_or_build(
             "artifact", backend.artifact_inputs(case, hashes), f"model{backend.artifact_suffix}",
             lambda path: backend.build(case, source.path, path, int8),
@@ -320,8 +360,6 @@ class Suite:
         exporter, opset = self.export_settings(case.backend)
         spec = self.specs[case.model]
         size = self.preprocess(case.model).size
-        data = self.dataset(case.model)
-        images = data.calibration_arrays() if case.precision is Precision.INT8 else None
         monitor = self.new_monitor()
 
         def phase(name):
@@ -340,19 +378,21 @@ class Suite:
                 onnx_path = spec.path
             with phase("build"):
                 started = time.perf_counter()
-                int8 = None
+                int8, calibration_s = None, None
                 if case.precision is Precision.INT8:
                     with phase("calibration"):
-                        prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
-                        recipe = QuantRecipe.for_onnxruntime_cpu(case.recipe)
-                        ranges = calibration_ranges_from_onnx(prepared, images, recipe, scratch / "ranges.json")
-                    int8 = Int8Inputs(prepared, ranges, images)
+                        calibrated = time.perf_counter()
+                        if backend.int8_needs_ranges(case):
+                            int8 = self.int8_inputs(case, onnx_path, scratch)
+                        else:
+                            int8 = Int8Inputs(None, None, self.dataset(case.model).calibration_arrays())
+                        calibration_s = time.perf_counter() - calibrated
                 artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
                 with backend.runner(case, artifact):
                     pass
                 build_s = time.perf_counter() - started
         resources = {name: summary.as_dict() for name, summary in monitor.summaries().items()} if monitor else {}
-        return CompressionRound(export_s, build_s, resources)
+        return CompressionRound(export_s, build_s, resources, calibration_s)
 
     # -- inference ----------------------------------------------------------------------------
     def runner(self, case: Case) -> Runner:
@@ -360,7 +400,7 @@ class Suite:
         if case.precision is Precision.BASE:
             if case.device == "cuda":
                 return TorchCudaRunner(self.base_model(case.model).module)
-            return TorchRunner(self.base_model(case.model).module, self.options.threads)
+            return TorchRunner(self.base_model(case.model).module, self.threads)
         return self.backend(case.backend).runner(case, self.artifact(case).path)
 
     def sample_batch(self, case: Case):
@@ -378,46 +418,8 @@ class Suite:
         return self._once(("predictions",) + self._artifact_identity(case), run)
 
     def int8_reference(self, case: Case) -> Predictions:
-        """Predictions of an INT8 case's fake-quant reference: the Q/DQ file its artifact computes
-        (the artifact itself for ONNX Runtime, TensorRT's form for TensorRT), run by ONNX Runtime
-        with graph optimizations off, so that no CPU instruction set or engine changes it."""
-
-        def reference_file() -> Path:
-            backend = self.backend(case.backend)
-            if backend.int8_artifact_is_reference:
-                return self.artifact(case).path
-            import onnxruntime
-
-            int8 = self._int8_inputs(case)
-            inputs = {"backend": backend.name, "recipe": backend.int8_record_fields(case),
-                      "sources": [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
-                      "onnxruntime": onnxruntime.__version__}
-            return self.store.get_or_build(
-                "reference", inputs, "reference.onnx", lambda path: backend.int8_reference_onnx(case, int8, path),
-                f"{case.backend} INT8 reference model of {case.model}",
-            ).path
-
-        def run() -> Predictions:
-            data = self.dataset(case.model)
-            self.report(f"evaluating the fake-quant reference of {case.id} on {len(data.evaluation)} {data.name} images")
-            with OrtRunner(reference_file(), self.options.threads, reference=True) as runner:
-                return predict(runner.infer, data.evaluation_batches(self.options.eval_batch_size))
-
-        return self._once(("int8-reference",) + self._artifact_identity(case), run)
-
-    def _int8_figures(self, case: Case, predictions: Predictions, reference: Predictions) -> dict:
-        """How an INT8 case was quantized, and its accuracy drop split in two parts that add up:
-        quantization (reference run of the Q/DQ file vs the FP32 reference) and kernels (the
-        backend vs that reference run)."""
-        fake = self.int8_reference(case)
-        return {
-            **self.backend(case.backend).int8_record_fields(case),
-            "cpu_isa": self.cpu_isa.name,
-            "top1_reference": fake.top1_accuracy,
-            "agreement_reference": predictions.agreement_top1(fake),
-            "accuracy_drop_quantization_pp": drop_pp(reference.top1_accuracy, fake.top1_accuracy),
-            "accuracy_drop_kernel_pp": drop_pp(fake.top1_accuracy, predictions.top1_accuracy),
-        }
+        """Predictions of the fake-quant reference of an INT8 case (:mod:`ptqcore.int8_reference`), once."""
+        return self._once(("int8-reference",) + self._artifact_identity(case), lambda: reference_predictions(self, case))
 
     def reference_case(self, case: Case) -> Case:
         """What a case's accuracy drop is measured against: the base, or fp32 for ONNX files."""
@@ -452,7 +454,7 @@ class Suite:
             )
             figures.update(self.backend(case.backend).artifact_details(artifact.path))
             if case.precision is Precision.INT8:
-                figures.update(self._int8_figures(case, predictions, ref))
+                figures.update(int8_figures(self, case, predictions, ref))
         self.book.update(case, **figures)
         return figures
 
@@ -460,6 +462,7 @@ class Suite:
         """Medians of the measured rounds, their raw values, and the last round's resources per phase."""
         exports = [r.export_s for r in rounds if r.export_s is not None]
         builds = [r.build_s for r in rounds]
+        calibrations = [r.calibration_s for r in rounds if r.calibration_s is not None]
         resources = dict(self.book.record(case).figures.get("resources") or {})
         if rounds:
             resources.update({k: v for k, v in rounds[-1].resources.items() if k != "total"})
@@ -469,6 +472,8 @@ class Suite:
             build_s=statistics.median(builds) if builds else None,
             export_s_rounds=exports or None,
             build_s_rounds=builds or None,
+            calibration_s=statistics.median(calibrations) if calibrations else None,
+            calibration_s_rounds=calibrations or None,
             resources=resources or None,
         )
 
@@ -482,6 +487,6 @@ class Suite:
                 versions[name] = importlib.import_module(name).__version__
             except ImportError:
                 versions[name] = None
-        return {"versions": versions, "threads": self.options.threads or "library default",
+        return {"versions": versions, "threads": self.threads,
                 "cpu_isa": self.cpu_isa.as_dict(), "int8_recipe": self.int8_layout,
                 "int8_recipe_option": self.options.int8_recipe}

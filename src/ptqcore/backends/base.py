@@ -19,10 +19,12 @@ from ..case import Case
 
 @dataclass(frozen=True)
 class Int8Inputs:
-    """What an INT8 build starts from: the pre-processed ONNX and the calibration ranges computed on it."""
+    """What an INT8 build starts from: the pre-processed ONNX and the calibration ranges computed on
+    it, and the calibration images (prepared model and ranges are None for a backend whose
+    :meth:`Backend.int8_needs_ranges` is False)."""
 
-    prepared_onnx: Path
-    ranges: Path
+    prepared_onnx: Optional[Path]
+    ranges: Optional[Path]
     calibration_images: Optional[np.ndarray] = None
 
 
@@ -93,6 +95,11 @@ class Backend(abc.ABC):
     def int8_record_fields(self, case: Case) -> dict:
         """How this backend's INT8 model of ``case`` was quantized (``int8_recipe`` and its parts)."""
         return {}
+
+    def int8_needs_ranges(self, case: Case) -> bool:
+        """Whether the INT8 build of ``case`` starts from ptqcore's prepared model and ranges (True),
+        or only from the calibration images (a backend's own calibrator)."""
+        return True
 
     def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
         """Write the Q/DQ ONNX file the INT8 artifact of ``case`` computes: the one it is built

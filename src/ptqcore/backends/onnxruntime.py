@@ -99,7 +99,7 @@ class OnnxRuntimeBackend(Backend):
         if case.precision is Precision.INT8:
             if int8 is None:
                 raise ValueError("an INT8 build needs the prepared model and its calibration ranges")
-            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.recipe(case), out_path, int8.calibration_images)
+            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.recipe(case), out_path)
         raise ValueError(f"{self.name} does not build {case.precision.value}")
 
     def runner(self, case: Case, artifact: Path) -> Runner:

@@ -1184,6 +1184,11 @@ class TensorRTBackend(Backend):
     def int8_record_fields(self, case: Case) -> dict:
         return {**self._int8_recipe(case).record_fields(), "int8_strategy": self.options.int8_strategy}
 
+    def int8_needs_ranges(self, case: Case) -> bool:
+        """Explicit INT8 builds from ptqcore's ranges; the study's implicit path calibrates inside
+        TensorRT from the images alone, so its timed rounds run no ONNX Runtime calibration."""
+        return self.options.int8_strategy == "explicit"
+
     def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
         """The TensorRT-form Q/DQ model (for the implicit strategy too, whose calibrator then
         accounts for part of the kernel difference)."""
