@@ -85,7 +85,7 @@ def test_a_run_with_telemetry_and_skipped_cases(tmp_path, capsys):
     assert len(re.findall(r"^\| tiny_cnn ", markdown, re.M)) == 7
     # a skipped case's figures are "–", never 0
     skipped_row = next(line for line in markdown.splitlines() if line.startswith("| tiny_cnn fp32 tensorrt"))
-    assert " 0 " not in skipped_row and "0.0" not in skipped_row and skipped_row.count("–") == 14
+    assert " 0 " not in skipped_row and "0.0" not in skipped_row and skipped_row.count("–") == 16
 
 
 def test_a_failed_case_and_a_run_without_telemetry(tmp_path):

@@ -28,9 +28,9 @@ from .page import Block, Figure, Heading, Items, Table, Text, render_html, rende
 
 TITLE = "ptqcore report"
 NOT_MEASURED = "–"
-HEADLINE = ("case", "status", "p50 ms", "p90 ms", "p99 ms", "throughput img/s", "speed-up", "export s",
-            "build s", "size", "reduction", "top-1", "drop pp", "CPU % (inference)", "peak RSS (inference)",
-            "energy J/inference")
+HEADLINE = ("case", "status", "p50 ms", "p90 ms", "p99 ms", "throughput img/s", "speed-up vs FP32",
+            "speed-up vs base", "export s", "build s", "size", "reduction", "top-1", "drop pp",
+            "drop: quantization + kernels pp", "CPU % (inference)", "peak RSS (inference)", "energy J/inference")
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ def write_report(paths: Sequence, directory) -> Report:
         blocks += [Heading("Latency, throughput, speed-up", 3)]
         blocks += figure(figures.latency, prefix + "latency", "Latency p50 per case, whiskers to p90, tick at p99 (ms).", footer,
                          cases) or [Text("Latency: not measured in this run.", note=True)]
-        blocks += figure(figures.throughput_speedup, prefix + "throughput", "Throughput (images/s) and speed-up"
-                         " against the model's base (base p50 / p50).", footer, cases)
+        blocks += figure(figures.throughput_speedup, prefix + "throughput", "Throughput (images/s), speed-up against"
+                         " FP32 on the same backend and device, and against the PyTorch base on the same device"
+                         " (p50 / p50; never across devices).", footer, cases)
         blocks += [Heading("Compression overhead", 3)]
         blocks += figure(figures.overhead, prefix + "overhead", "Export (phase 1) + build (phase 2) time per case,"
                          " stacked; error bars: min-max over the compression rounds. The base model is not"
@@ -99,7 +100,10 @@ def write_report(paths: Sequence, directory) -> Report:
                          " factor.", footer, cases) or [Text("Size: not measured.", note=True)]
         blocks += figure(figures.accuracy, prefix + "accuracy", "Top-1 accuracy before (grey) and after, with the"
                          " drop in percentage points.", footer, cases) or [Text("Accuracy: not measured.", note=True)]
-        blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up; marker area"
+        blocks += figure(figures.drop_split, prefix + "int8-drop", "INT8 top-1 drop in two parts that add up:"
+                         " quantization (fake-quant reference run of the Q/DQ file vs FP32) and kernels (the"
+                         " backend vs that reference), with the INT8 recipe and the CPU's INT8 support.", footer, cases)
+        blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]
         blocks += [Heading("Resource use", 3)] + resource_blocks(run, figure, figures, prefix)
@@ -119,6 +123,13 @@ def _value(case: CaseView, unit: str, *path: str) -> str:
     return NOT_MEASURED if value is None else format_value(value, unit)
 
 
+def _drop_split(case: CaseView) -> str:
+    quantization, kernel = case.get("accuracy_drop_quantization_pp"), case.get("accuracy_drop_kernel_pp")
+    if quantization is None or kernel is None:
+        return NOT_MEASURED
+    return f"{quantization:.2f} + {kernel:.2f}"
+
+
 def headline_table(cases: Sequence[CaseView]) -> Table:
     """One row per case: status text, then every headline figure ("–" where not measured)."""
     rows, classes = [], []
@@ -130,10 +141,12 @@ def headline_table(cases: Sequence[CaseView]) -> Table:
             case.label, case.status_text,
             *(_value(case, "ms", "latency_ms", q) for q in ("p50", "p90", "p99")),
             _value(case, "", "throughput_ips").strip(),
+            NOT_MEASURED if case.speedup_fp32 is None else f"{case.speedup_fp32:.2f}x",
             NOT_MEASURED if case.speedup is None else f"{case.speedup:.2f}x",
             _value(case, "s", "export_s"), _value(case, "s", "build_s"), _value(case, "B", "size_bytes"),
             NOT_MEASURED if case.get("size_reduction") is None else f"{case.get('size_reduction'):.2f}x",
             _value(case, "%", "top1"), NOT_MEASURED if drop is None else f"{drop:.2f}",
+            _drop_split(case),
             NOT_MEASURED if cpu is None else f"{cpu:.0f}%", NOT_MEASURED if rss is None else format_value(rss, "B"),
             _value(case, "J", "energy_j_per_inference"),
         ])
