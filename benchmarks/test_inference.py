@@ -36,6 +36,10 @@ def test_latency(case, ptq_suite, benchmark):
         census = getattr(runner, "census", None)
         if census:
             gpu.update(census() or {})
+    if run.load and run.load.get("busy"):
+        ptq_suite.report(f"warning: the machine was busy before {case.id}'s latency window (other processes"
+                         f" {run.load['other_cpu_pct']:.0f}% of one core, load average {run.load['loadavg_1m']}):"
+                         " its latency may be inflated")
     resources = dict(ptq_suite.book.record(case).figures.get("resources") or {})
     resources.update(run.resources)
     ptq_suite.book.update(
@@ -49,6 +53,7 @@ def test_latency(case, ptq_suite, benchmark):
         energy=run.energy,
         stability=run.stability,
         machine_state=run.machine_state,
+        machine_load=run.load,
         **gpu,
     )
     assert 0.0 <= quality["top1"] <= 1.0

@@ -473,4 +473,13 @@ def test_malformed_json_is_not_called_truncated(tmp_path, text):
 
 def test_planted_file_is_the_noise_file_with_the_plants_of_make_golden():
     noise, planted = (json.loads(golden(name).read_text()) for name in ("noise", "planted"))
-    assert json.loads(json.dumps(make_golden.plant(noise))) == planted
+    made = json.loads(json.dumps(make_golden.plant(noise)))
+
+    def without_hd15iqr(document):
+        # make_golden recomputes stats with the installed pytest-benchmark, whose Stats.hd15iqr
+        # differs before 5.0 (4.0.0 returns the first value above the fence); compare ignores it
+        for entry in document["benchmarks"]:
+            entry["stats"].pop("hd15iqr", None)
+        return document
+
+    assert without_hd15iqr(made) == without_hd15iqr(planted)

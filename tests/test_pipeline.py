@@ -10,19 +10,21 @@ import pytest
 from onnx import numpy_helper
 
 from ptqcore.case import Case, Precision
+from ptqcore.cpu_isa import detect_cpu_isa, resolve_recipe
 from ptqcore.errors import ModelLoadError
 from ptqcore.suite import Suite, SuiteOptions
+from tiny_model import TINY_SETTINGS
 
 
 def tiny_options(cache, **overrides):
-    settings = dict(models=("tiny",), cache_dir=cache, train_epochs=4, compress_rounds=1, eval_size=200)
+    settings = dict(models=("tiny",), cache_dir=cache, compress_rounds=1, **TINY_SETTINGS)  # the warm model's
     settings.update(overrides)
     return SuiteOptions(**settings)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+def cache(copy_tiny_cache):
+    return copy_tiny_cache()  # the session's trained tiny model, in a copy this module may change
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,9 @@ def test_fp16_halves_the_file_and_keeps_predictions(suite):
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O stay FP32
 
 
-def test_int8_is_real_qdq_u8s8_per_channel(suite):
+def test_int8_is_real_qdq_per_channel_in_the_layout_auto_picks_for_this_cpu(suite):
+    layout = resolve_recipe("auto")
+    assert suite.int8_layout == layout
     model = onnx.load(str(suite.artifact(case(Precision.INT8)).path))
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
@@ -72,12 +76,38 @@ def test_int8_is_real_qdq_u8s8_per_channel(suite):
         weight, scale = initializers[dq.input[0]], initializers[dq.input[1]]
         assert weight.dtype == np.int8
         assert scale.ndim == 1 and scale.shape[0] == weight.shape[0]  # per output channel
+        if "reduce-range" in layout:
+            assert np.abs(weight.astype(int)).max() <= 64  # 7-bit weights
     activation_zero_points = [initializers[n.input[2]] for n in model.graph.node
                               if n.op_type == "QuantizeLinear" and n.input[2] in initializers]
-    assert activation_zero_points and all(zp.dtype == np.uint8 for zp in activation_zero_points)
+    expected = np.uint8 if layout.startswith("u8") else np.int8
+    assert activation_zero_points and all(zp.dtype == expected for zp in activation_zero_points)
     quality = suite.quality(case(Precision.INT8))
-    assert quality["agreement_top1"] >= 0.9, quality
+    assert quality["agreement_top1"] >= 0.95, quality
     assert quality["size_bytes"] < suite.quality(case(Precision.FP32))["size_bytes"]
+
+
+def test_int8_record_names_its_recipe_and_splits_the_drop_into_parts_that_add_up(suite):
+    quality = suite.quality(case(Precision.INT8))
+    assert quality["int8_recipe"] == suite.int8_layout and quality["cpu_isa"] == detect_cpu_isa().name
+    assert quality["per_channel"] is True and quality["reduce_range"] == ("reduce-range" in suite.int8_layout)
+    parts = quality["accuracy_drop_quantization_pp"] + quality["accuracy_drop_kernel_pp"]
+    assert parts == pytest.approx(quality["accuracy_drop_pp"], abs=1e-9)
+    assert quality["top1_base"] - quality["top1_reference"] == pytest.approx(quality["accuracy_drop_quantization_pp"] / 100)
+    # the layout auto picks adds (almost) nothing to what the Q/DQ file itself computes
+    assert quality["agreement_reference"] >= 0.97 and quality["accuracy_drop_kernel_pp"] <= 1.0, quality
+
+
+@pytest.mark.parametrize("layout", ["u8s8", "s8s8", "u8s8-reduce-range"])
+def test_every_int8_layout_builds_and_runs_on_any_cpu_in_reference_mode(suite, layout):
+    """Each forced layout is a valid Q/DQ model whose fake-quant reference agrees with FP32; what its
+    kernels add on this CPU is recorded (and judged by the suite's kernel check, not here)."""
+    forced = Suite(tiny_options(suite.options.cache_dir, int8_recipe=layout))  # same base and ranges
+    assert forced.artifact(case(Precision.INT8)).sha256 != suite.artifact(case(Precision.INT8)).sha256 or (
+        layout == suite.int8_layout)
+    quality = forced.quality(case(Precision.INT8))
+    assert quality["int8_recipe"] == layout
+    assert quality["top1_reference"] >= quality["top1_base"] - 0.05, quality
 
 
 def test_compression_round_times_both_phases_without_touching_the_cache(suite, cache):
@@ -99,13 +129,13 @@ def test_second_run_reuses_the_cache_and_says_so(suite, cache):
     assert not any(m.startswith("training") for m in messages)
 
 
-def test_corrupted_cached_onnx_is_rebuilt(tmp_path):
-    cache = tmp_path / "cache"
-    Suite(tiny_options(cache, train_epochs=1)).onnx("tiny_cnn")
+def test_corrupted_cached_onnx_is_rebuilt(tiny_cache):
+    cache = tiny_cache
+    Suite(tiny_options(cache)).onnx("tiny_cnn")
     onnx_file = next(cache.glob("onnx/*/model.onnx"))
     onnx_file.write_bytes(onnx_file.read_bytes()[:100])
     messages = []
-    entry = Suite(tiny_options(cache, train_epochs=1), report=messages.append).onnx("tiny_cnn")
+    entry = Suite(tiny_options(cache), report=messages.append).onnx("tiny_cnn")
     assert not entry.reused
     assert any("corrupted" in m for m in messages)
     onnx.checker.check_model(onnx.load(str(entry.path)))

@@ -12,22 +12,23 @@ pytest_plugins = ["pytester"]
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FAST = [
-    "-p", "ptqcore.plugin", "--ptq-models", "tiny", "--ptq-train-epochs", "6", "--ptq-compress-rounds", "1",
+    "-p", "ptqcore.plugin", "--ptq-models", "tiny", "--ptq-compress-rounds", "1",
     "--ptq-compress-warmup", "0", "--ptq-latency-min-time", "0.05", "--ptq-latency-min-rounds", "5",
-    "--ptq-warmup-time", "0.01", "--ptq-eval-size", "120", "-p", "no:cacheprovider", "-ra",
+    "--ptq-warmup-time", "0.01", "-p", "no:cacheprovider", "-ra",
 ]
 
 
 @pytest.fixture
-def project(pytester, tmp_path_factory):
+def project(pytester, tiny_cache, tiny_cli_options):
+    """The benchmark files in a pytester folder, and the options of a private copy of the warm tiny cache
+    (epochs and eval size included: they key the cached base model, so no run trains it again)."""
     for source in BENCHMARKS.glob("test_*.py"):
         pytester.path.joinpath(source.name).write_text(source.read_text())
     pytester.path.joinpath("thresholds.toml").write_text(
         '[[overrides]]\nmodels = "tiny_cnn"\nprecision = "int8"\nmin_size_reduction = 1.5\n'
         'reason = "the tiny model is mostly per-layer overhead, not weights"\n'
     )
-    cache = tmp_path_factory.mktemp("plugin-cache")
-    return pytester, ["--ptq-cache-dir", str(cache)]
+    return pytester, ["--ptq-cache-dir", str(tiny_cache), *tiny_cli_options]
 
 
 @pytest.mark.parametrize(
@@ -38,12 +39,26 @@ def project(pytester, tmp_path_factory):
         ("--ptq-backends", "openvino", "valid: onnxruntime, tensorrt"),
         ("--ptq-batch-sizes", "0", "below the minimum 1"),
         ("--ptq-calibration", "kl", "valid: minmax, entropy, percentile"),
+        ("--ptq-int8-recipe", "u8u8", "invalid choice"),
+        ("--ptq-percentile", "101", "above 100"),
+        ("--ptq-latency-min-time", "inf", "finite number > 0"),
+        ("--ptq-model-std", "nan,nan,nan", "finite number"),
+        ("--ptq-model-std", "0,0,0", "must be > 0"),
     ],
 )
 def test_bad_option_values_are_usage_errors_that_list_valid_names(pytester, option, value, expected):
     result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{option}*{expected}*"])
+
+
+@pytest.mark.parametrize("target", ["missing-folder/run.json", "."])
+def test_an_unusable_benchmark_json_path_is_a_usage_error_before_anything_runs(pytester, target):
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", "--benchmark-json", target, "--co")
+    if target == "." and result.ret != pytest.ExitCode.USAGE_ERROR:
+        pytest.skip("this pytest-benchmark opens the path itself and fails first")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--benchmark-json*"])
 
 
 def test_bad_thresholds_file_is_a_usage_error(pytester):
@@ -115,9 +130,10 @@ def test_full_tiny_run_writes_every_figure_and_record(project):
     pytester, cache = project
     result = pytester.runpytest_subprocess(
         *FAST, *cache, "--ptq-thresholds", "thresholds.toml", "--benchmark-json", "out.json", "--benchmark-save-data",
-        "-k", "not overhead",
+        "test_compression.py", "test_inference.py", "test_thresholds.py",  # the per-case tests, by name
     )
-    result.assert_outcomes(passed=4 + 3 + 3 + 3 + 1)  # latency x4, compression x3, drop x3, size x3, base x1
+    # latency x4, compression x3, drop x3, size x3, int8 kernel vs reference x1, base x1
+    result.assert_outcomes(passed=4 + 3 + 3 + 3 + 1 + 1)
     output = json.loads(pytester.path.joinpath("out.json").read_text())
     required = {"case", "model", "precision", "backend", "device", "batch_size", "dataset", "export_s", "build_s",
                 "size_bytes", "size_bytes_base", "size_reduction", "top1", "top5", "top1_base", "accuracy_drop_pp",
@@ -158,7 +174,7 @@ def test_a_failing_case_leaves_the_others_and_is_recorded(project):
         *FAST, *cache, "--ptq-thresholds", "strict.toml", "--benchmark-json", "out.json", "test_thresholds.py",
         "test_inference.py",
     )
-    result.assert_outcomes(passed=10, failed=1)
+    result.assert_outcomes(passed=11, failed=1)  # 4 latency + 3 drop + 3 size + 1 int8 kernel + 1 base, 1 size failed
     result.stdout.fnmatch_lines([
         "*x < 50.0x (defaults in strict.toml)*",
         "FAILED*test_size_reduction[[]tiny_cnn-fp16-onnxruntime-cpu-b1[]]*",

@@ -20,9 +20,38 @@ def test_readme_starts_with_the_main_job_and_the_test_command():
 
 def test_ci_runs_the_readme_test_command_in_a_fresh_environment():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 -m venv" in ci
+    assert "-m venv" in ci
     assert 'pip" install --quiet -e ".[test]"' in ci
-    assert re.search(r'pytest" tests/\s*$', ci)
+    assert '"$venv/bin/pytest" tests/' in ci
+    assert ci.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in ci
+
+
+def test_ci_also_runs_the_oldest_environment_or_says_it_was_skipped():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "run_job newest python3" in ci
+    assert 'run_job oldest "$python38" tests/constraints-floor.txt' in ci
+    assert (ROOT / "tests" / "constraints-floor.txt").is_file()
+    assert "Python 3.8 not found: the oldest-environment job is SKIPPED" in ci
+
+
+def test_ci_fails_when_either_job_fails(tmp_path):
+    """Run .ci/run's summary logic with stub jobs: any failing job (pytest's 5 included) fails CI."""
+    import subprocess
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    summary = ci[ci.index("newest=0"):]
+    for newest, oldest, python38, expected in [
+        (0, 0, True, 0), (1, 0, True, 1), (0, 5, True, 5), (0, 0, False, 0), (2, 0, False, 2),
+    ]:
+        stubs = (
+            f"run_job() {{ [ \"$1\" = newest ] && return {newest}; return {oldest}; }}\n"
+            f"find_python38() {{ {'echo /usr/bin/python3.8' if python38 else 'return 1'}; }}\n"
+        )
+        script = tmp_path / "ci.sh"
+        script.write_text("set -euo pipefail\n" + stubs + summary)
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        assert done.returncode == expected, (newest, oldest, python38, done.stdout, done.stderr)
+        assert ("SKIPPED" in done.stdout) == (not python38)
 
 
 def test_import_is_cheap_and_needs_no_heavy_library():

@@ -12,27 +12,30 @@ from fakes.tensorrt_fakes import make_tensorrt
 
 import ptqcore.suite as suite_module
 from ptqcore.backends.tensorrt import TensorRTBackend, TrtDevice
+from ptqcore.backends.torch_base import TorchCudaRunner
 from ptqcore.case import Case, Precision
 from ptqcore.suite import Suite, SuiteOptions
 
 
 @pytest.fixture(params=["10.3.0.30", "11.1.0"])
-def trt_suite(request, monkeypatch, tmp_path_factory):
+def trt_suite(request, monkeypatch, tiny_cache, tiny_settings):
     version = request.param
     trt = make_tensorrt(version)
     device = FakeCudaDevice(trt)
     real_get_backend = suite_module.get_backend
 
-    def get_backend(name, threads=0, cache_dir=None, tensorrt=None):  # the suite's factory, TensorRT faked
+    def get_backend(name, threads=0, cache_dir=None, *settings, **named):  # the suite's factory, TensorRT faked
         if name == "tensorrt":
             return TensorRTBackend(cache_dir=cache_dir, trt=trt, device=device,
                                    trt_device=TrtDevice(version, "Fake Orin", "8.7"))
-        return real_get_backend(name, threads, cache_dir, tensorrt)
+        return real_get_backend(name, threads, cache_dir, *settings, **named)
 
     monkeypatch.setattr(suite_module, "get_backend", get_backend)
-    cache = tmp_path_factory.mktemp("trt-cache")
+    # the PyTorch base of TensorRT cases runs on the same (fake) CUDA device
+    monkeypatch.setattr(suite_module, "TorchCudaRunner", lambda model: TorchCudaRunner(model, device=device))
+    # a private copy of the session's warm cache: the tiny model is trained once per session, not here
     options = SuiteOptions(models=("tiny",), backends=("onnxruntime", "tensorrt"), batch_sizes=(1, 4),
-                           cache_dir=cache, train_epochs=2, eval_size=64, telemetry=False)
+                           cache_dir=tiny_cache, telemetry=False, **tiny_settings)
     return Suite(options), version
 
 
@@ -57,7 +60,7 @@ def test_tensorrt_cases_run_and_engines_are_per_batch(trt_suite):
 
 def test_both_backends_quantize_from_the_same_ranges(trt_suite):
     suite, _ = trt_suite
-    ours, theirs = suite._int8_inputs(trt_case(Precision.INT8, 1)), suite._int8_inputs(ort_case(Precision.INT8, 1))
+    ours, theirs = suite.int8_inputs(trt_case(Precision.INT8, 1)), suite.int8_inputs(ort_case(Precision.INT8, 1))
     assert ours.ranges == theirs.ranges and ours.prepared_onnx == theirs.prepared_onnx
 
 
@@ -82,3 +85,29 @@ def test_timed_rounds_build_from_nothing(trt_suite):
     measured = suite.compress_once(trt_case(Precision.FP16, 1))
     assert measured.export_s > 0 and measured.build_s > 0
     assert sorted(p.name for p in suite.options.cache_dir.rglob("*")) == before
+
+
+def test_a_timed_implicit_int8_round_runs_no_onnx_runtime_calibration(monkeypatch, tiny_cache, tiny_settings):
+    """TensorRT's implicit calibrator works from the images alone: the timed round must not also run
+    ONNX Runtime's pre-processing and the statistics pass (which inflated its build_s)."""
+    from ptqcore.backends.tensorrt import TrtBuildOptions
+
+    trt = make_tensorrt("10.3.0.30")
+    device = FakeCudaDevice(trt)
+
+    def get_backend(name, threads=0, cache_dir=None, *settings, **named):
+        assert name == "tensorrt"
+        return TensorRTBackend(TrtBuildOptions(int8_strategy="implicit-entropy"), cache_dir=cache_dir, trt=trt,
+                               device=device, trt_device=TrtDevice("10.3.0.30", "Fake Orin", "8.7"))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an implicit INT8 round ran ptqcore's calibration")
+
+    monkeypatch.setattr(suite_module, "get_backend", get_backend)
+    monkeypatch.setattr(suite_module, "prepared_onnx_from_onnx", forbidden)
+    monkeypatch.setattr(suite_module, "statistics_from_onnx", forbidden)
+    suite = Suite(SuiteOptions(models=("tiny",), backends=("tensorrt",), cache_dir=tiny_cache, telemetry=False,
+                               trt_int8="implicit-entropy", **tiny_settings))
+    suite.base_model("tiny_cnn")
+    measured = suite.compress_once(trt_case(Precision.INT8, 1))
+    assert measured.build_s > 0 and measured.calibration_s is not None and measured.calibration_s < measured.build_s

@@ -47,19 +47,51 @@ def test_workflows_pass_the_schema_offline():
 
 def test_the_linter_rejects_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text((WORKFLOWS / "tests.yml").read_text().replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    text = (WORKFLOWS / "tests.yml").read_text()
+    assert "    runs-on: " in text
+    broken.write_text(text.replace("    runs-on: ", "    runs_on: "))
     done = lint(broken)
     assert done.returncode == 1 and "runs-on" in done.stdout
 
 
-def test_hosted_workflow_runs_the_readme_test_command_on_python_3_11():
+def test_hosted_workflow_runs_the_readme_test_command_in_the_oldest_and_newest_environments():
     readme = (ROOT / "README.md").read_text()
     test_command = re.findall(r"```bash\n(.+?)\n```", readme)[1]
-    (job,) = load("tests.yml")["jobs"].values()
-    assert job["runs-on"].startswith("ubuntu-")
+    workflow = load("tests.yml")
+    (job,) = workflow["jobs"].values()
+    entries = {entry["environment"]: entry for entry in job["strategy"]["matrix"]["include"]}
+    assert set(entries) == {"oldest", "newest"} and job["strategy"]["fail-fast"] is False
+    assert (entries["oldest"]["python"], entries["oldest"]["constraints"]) == ("3.8", "tests/constraints-floor.txt")
+    assert entries["newest"]["python"] in ("3.12", "3.13") and entries["newest"]["constraints"] == ""
+    assert (ROOT / entries["oldest"]["constraints"]).is_file()
+    assert all(entry["os"].startswith("ubuntu-") for entry in entries.values())
+    assert job["runs-on"] == "${{ matrix.os }}" and job["env"]["PIP_CONSTRAINT"] == "${{ matrix.constraints }}"
     setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
-    assert str(setup["with"]["python-version"]) == "3.11"
+    assert setup["with"]["python-version"] == "${{ matrix.python }}"
     assert [step["run"].strip() for step in steps_running(job, "pytest tests/")] == [test_command]
+
+
+def test_floor_constraints_pin_what_pyproject_admits():
+    """Every pinned floor names a dependency of the package, at a version its specifier allows."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {}
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        declared[requirement.name.lower()] = requirement.specifier
+    pins = [line.split("#")[0].strip() for line in (ROOT / "tests" / "constraints-floor.txt").read_text().splitlines()]
+    pins = [Requirement(pin) for pin in pins if pin]
+    assert {"torch", "onnxruntime", "numpy", "pytest-benchmark"} <= {pin.name for pin in pins}
+    for pin in pins:
+        (spec,) = pin.specifier
+        assert spec.operator == "==", pin
+        assert pin.name in declared, f"{pin.name} is pinned but not a dependency"
+        assert declared[pin.name].contains(spec.version), f"{pin} is outside pyproject's {declared[pin.name]}"
 
 
 @pytest.fixture(scope="module")

@@ -285,7 +285,7 @@ def json_output_path(config) -> Optional[Path]:
     value = config.getoption("benchmark_json", None)
     if value is None or value is False:
         return None
-    return Path(getattr(value, "name", value))
+    return Path(value.name) if hasattr(value, "write") else Path(value)  # an open file, or a path (Path.name is no path)
 
 
 def _check_writable(path: Path, option: str) -> None:

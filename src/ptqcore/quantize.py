@@ -240,8 +240,10 @@ def _saved_ranges_instead_of_calibration(ranges_path: Path):
     whose ``compute_data`` returns the saved ranges, so every release quantizes from the very same
     ranges as 1.31+ does through ``calibration_cache_path``.
     """
-    from onnxruntime.quantization import quantize as module
+    import importlib
 
+    # the submodule: on 1.19 the package's ``quantize`` attribute is the re-exported function
+    module = importlib.import_module("onnxruntime.quantization.quantize")
     method, ranges = read_ranges(ranges_path)
 
     class _Saved:

@@ -1,12 +1,19 @@
-"""Latency statistics from raw samples, and how many rounds a timed measurement needs.
+"""Latency statistics from raw samples, how many rounds a timed measurement needs, and overhead verdicts.
 
 pytest-benchmark reports no percentiles; :class:`LatencyStats` computes them from its raw
 samples. Percentiles use linear interpolation between closest ranks (NumPy's default).
+
+Overhead checks (harness vs a bare loop, telemetry on vs off) time many short interleaved windows;
+:func:`window_medians`, :func:`bracketed_ratios` and :func:`judge_overhead` turn them into one ratio
+with a bootstrap confidence interval and a verdict that says "too noisy" rather than guess.
+Pure Python (no NumPy): importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import math
+import random
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, List, Sequence, Tuple
@@ -109,3 +116,96 @@ def warm_up(call: Callable[[], object], min_calls: int, min_seconds: float) -> T
         call()
         calls += 1
     return first, (time.perf_counter() - rest_started) / calls
+
+
+# -- overhead checks: interleaved windows, paired ratios, bootstrap interval ------------------------
+def window_medians(samples: Sequence[float], window: int) -> List[float]:
+    """Median of each run of ``window`` consecutive ``samples`` (a trailing partial run is dropped)."""
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    return [_median(samples[i:i + window]) for i in range(0, len(samples) - window + 1, window)]
+
+
+def bracketed_ratios(measured: Sequence[float], reference: Sequence[float]) -> List[float]:
+    """``measured[i]`` over the mean of the reference windows just before and after it.
+
+    Windows interleave as reference, measured, reference, ..., measured, reference, so
+    ``reference`` has one more entry than ``measured``; bracketing each measured window by its two
+    neighbours cancels linear drift of the machine within the pair. All values must be > 0.
+    """
+    if len(reference) != len(measured) + 1:
+        raise ValueError(f"need len(reference) == len(measured) + 1, got {len(reference)} and {len(measured)}")
+    if not measured:
+        raise ValueError("no windows")
+    if min(measured) <= 0 or min(reference) <= 0:
+        raise ValueError("window medians must be > 0")
+    return [m / ((reference[i] + reference[i + 1]) / 2.0) for i, m in enumerate(measured)]
+
+
+def bootstrap_median_ci(
+    values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Tuple[float, float, float]:
+    """(median, low, high): the median of ``values`` and its percentile-bootstrap interval.
+
+    ``resamples`` resamples with replacement, drawn from ``random.Random(seed)``: the same input
+    gives the same interval. ``low <= high``, both within ``[min(values), max(values)]``.
+    """
+    if not values:
+        raise ValueError("bootstrap of no values")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be within (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError("resamples must be >= 1")
+    rng = random.Random(seed)
+    n = len(values)
+    medians = sorted(_median([values[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    return _median(values), percentile(medians, tail), percentile(medians, 100.0 - tail)
+
+
+@dataclass(frozen=True)
+class OverheadVerdict:
+    """A ratio (measured / reference), its interval, the allowed overhead and what they say.
+
+    ``outcome`` is ``"above"`` when the whole interval lies above ``1 + limit`` (a proven overhead:
+    fail), ``"noisy"`` when it is not and the interval is wider than ``limit`` (the run cannot
+    resolve an overhead of that size: neither pass nor fail), else ``"within"`` (pass).
+    """
+
+    ratio: float
+    low: float
+    high: float
+    limit: float
+    confidence: float
+    windows: int
+
+    @property
+    def outcome(self) -> str:
+        if self.low > 1.0 + self.limit:
+            return "above"
+        if self.high - self.low > self.limit:
+            return "noisy"
+        return "within"
+
+    def describe(self) -> str:
+        """``ratio X, 95% CI [a, b]`` with the numbers of this verdict."""
+        return f"ratio {self.ratio:.4f}, {100 * self.confidence:g}% CI [{self.low:.4f}, {self.high:.4f}]"
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["outcome"] = self.outcome
+        return out
+
+
+def judge_overhead(
+    ratios: Sequence[float], limit: float, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> OverheadVerdict:
+    """The :class:`OverheadVerdict` of paired window ``ratios`` against an overhead ``limit`` (0.03 = 3%)."""
+    if limit <= 0:
+        raise ValueError("limit must be > 0")
+    ratio, low, high = bootstrap_median_ci(ratios, confidence, resamples, seed)
+    return OverheadVerdict(ratio, low, high, limit, confidence, len(ratios))
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)

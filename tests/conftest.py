@@ -1,0 +1,58 @@
+"""Shared fixtures: ONE trained tiny model per test session.
+
+Training ``tiny_cnn`` is most of what the end-to-end tests cost, so it happens once, here, into a
+session-wide warm cache; each test that needs the model gets a private copy of that cache
+(:func:`tiny_cache`), so tests that check "built" vs "reused" messages, corrupt entries or list the
+cache's files cannot disturb one another. A copy holds only the base model (a few hundred kB):
+ONNX files and artifacts are still built by the tests that exercise building them.
+
+The base model's cache key covers the training recipe and the data split (``ptqcore.store``), so
+every test that wants the warm entry uses ``tests/tiny_model.py``'s settings (also as the fixtures
+:func:`tiny_settings` and :func:`tiny_cli_options`).
+"""
+
+import shutil
+
+import pytest
+from tiny_model import TINY_CLI_OPTIONS, TINY_SETTINGS
+
+
+@pytest.fixture(scope="session")
+def tiny_settings():
+    """``SuiteOptions`` fields the warm tiny model was trained with (do not change the dict)."""
+    return dict(TINY_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_options():
+    """The same settings as pytest options (``--ptq-train-epochs``, ``--ptq-eval-size``)."""
+    return list(TINY_CLI_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def warm_tiny_cache(tmp_path_factory):
+    """A cache folder holding the trained tiny base model; read-only by contract (copy it to change it)."""
+    from ptqcore.suite import Suite, SuiteOptions
+
+    cache = tmp_path_factory.mktemp("warm-tiny-cache")
+    Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **TINY_SETTINGS)).base_model("tiny_cnn")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def copy_tiny_cache(warm_tiny_cache, tmp_path_factory):
+    """A function that copies the warm cache into a new temporary folder and returns the copy's path
+    (for fixtures of a wider scope than :func:`tiny_cache`)."""
+
+    def copy():
+        target = tmp_path_factory.mktemp("tiny-cache") / "cache"
+        shutil.copytree(str(warm_tiny_cache), str(target))
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def tiny_cache(copy_tiny_cache):
+    """A private copy of :func:`warm_tiny_cache` for one test: it may add, rebuild or corrupt entries."""
+    return copy_tiny_cache()
