@@ -1,0 +1,124 @@
+"""How an engine is built: the build options and the per-version build plan (:func:`plan_build`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+from ...case import Precision
+from ...errors import PtqError
+from ...quantize import CALIBRATIONS
+from .capabilities import INT8_STRATEGIES, PRECISIONS, TrtCapabilities
+
+
+# -- build options and plan --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrtBuildOptions:
+    """How engines are built. Every field but the two cache paths is part of the engine's key.
+
+    ``batch_size``: the optimization profile is min 1, opt = max = ``batch_size``.
+    ``workspace_mib``: workspace memory-pool limit (None: TensorRT's default; on Jetson the GPU
+    shares memory with the CPU). ``int8_strategy``: one of :data:`INT8_STRATEGIES`.
+    ``calibration_method``: the method the shared ranges were computed with (recorded; used if ONNX
+    Runtime has to recalibrate). ``fp16_fallback``: on TensorRT < 11 set ``BuilderFlag.FP16``
+    beside ``INT8``. ``tf32``: False clears ``BuilderFlag.TF32`` (strict FP32 on Ampere and newer).
+    ``detailed_profiling``: ``ProfilingVerbosity.DETAILED``, so the engine census sees precisions.
+    ``calibration_batch_size``: batch of the implicit calibrator. ``timing_cache``: file loaded
+    before and saved after the build; ``calibration_cache``: the implicit calibrator's cache file.
+    """
+
+    batch_size: int = 1
+    workspace_mib: Optional[int] = None
+    int8_strategy: str = "explicit"
+    calibration_method: str = "minmax"
+    fp16_fallback: bool = True
+    tf32: bool = True
+    detailed_profiling: bool = True
+    calibration_batch_size: int = 8
+    timing_cache: Optional[Path] = None
+    calibration_cache: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.calibration_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise ValueError("workspace_mib must be >= 1 (or None for TensorRT's default)")
+        if self.int8_strategy not in INT8_STRATEGIES:
+            raise ValueError(f"int8_strategy must be one of {INT8_STRATEGIES}, got {self.int8_strategy!r}")
+        if self.calibration_method not in CALIBRATIONS:
+            raise ValueError(f"calibration_method must be one of {CALIBRATIONS}, got {self.calibration_method!r}")
+
+    def key_fields(self) -> dict:
+        fields = asdict(self)
+        fields.pop("timing_cache")
+        fields.pop("calibration_cache")
+        return fields
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build does on one TensorRT version: decided by :func:`plan_build`, before any work.
+
+    ``network_source``: ``fp32-onnx`` (the file as given), ``fp16-onnx`` or ``qdq-onnx`` (written
+    beside the engine). ``builder_flags`` / ``cleared_flags``: ``BuilderFlag`` names set / cleared.
+    ``network_flags``: ``NetworkDefinitionCreationFlag`` names.
+    """
+
+    precision: str
+    strategy: str
+    network_source: str
+    builder_flags: Tuple[str, ...]
+    cleared_flags: Tuple[str, ...]
+    network_flags: Tuple[str, ...]
+    strongly_typed: bool
+    calibrator: bool
+
+
+def _precision_name(precision: Union[str, Precision]) -> str:
+    name = precision.value if isinstance(precision, Precision) else str(precision)
+    if name not in PRECISIONS:
+        raise ValueError(f"TensorRT engines are built in {PRECISIONS}, not {name!r}")
+    return name
+
+
+def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options: TrtBuildOptions) -> BuildPlan:
+    """The build plan for ``precision`` on the TensorRT described by ``caps``.
+
+    Raises :class:`PtqError` for a strategy the version cannot do (``implicit-entropy`` on 11).
+    """
+    precision = _precision_name(precision)
+    typed = caps.strongly_typed
+    network_flags = tuple(
+        name
+        for name, wanted in (("EXPLICIT_BATCH", caps.needs_explicit_batch_flag),
+                             ("STRONGLY_TYPED", typed and caps.has_strongly_typed_flag))
+        if wanted
+    )
+    cleared = () if options.tf32 else ("TF32",)
+    weak_int8 = ("INT8", "FP16") if options.fp16_fallback else ("INT8",)
+    if precision == "fp32":
+        strategy, source, flags = "fp32", "fp32-onnx", ()
+    elif precision == "fp16":
+        strategy, source, flags = ("fp16-onnx", "fp16-onnx", ()) if typed else ("fp16-builder-flag", "fp32-onnx", ("FP16",))
+    elif options.int8_strategy == "implicit-entropy":
+        if typed or not caps.has_implicit_int8_calibrator:
+            raise PtqError(
+                f"the implicit-entropy INT8 strategy needs IInt8EntropyCalibrator2 and BuilderFlag.INT8, which "
+                f"TensorRT {caps.version_text} does not have (deprecated in 10.1, removed in 11.0: TensorRT 11 "
+                "builds INT8 only from explicit Q/DQ models)",
+                "use the default explicit strategy (a Q/DQ ONNX calibrated by ptqcore) or TensorRT 10.x or older",
+            )
+        strategy, source, flags = "int8-implicit-entropy", "fp32-onnx", weak_int8
+    else:
+        strategy, source, flags = "int8-explicit-qdq", "qdq-onnx", () if typed else weak_int8
+    return BuildPlan(
+        precision=precision,
+        strategy=strategy,
+        network_source=source,
+        builder_flags=flags,
+        cleared_flags=cleared,
+        network_flags=network_flags,
+        strongly_typed=typed,
+        calibrator=strategy == "int8-implicit-entropy",
+    )
