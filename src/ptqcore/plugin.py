@@ -206,6 +206,9 @@ def pytest_addoption(parser) -> None:
     add("--ptq-calibration-speed", action="store_true", default=False,
         help="also time ONNX Runtime's own MinMax and Entropy calibrators next to ptqcore's one-pass calibration"
         " (benchmarks/test_calibration_speed.py; ONNX Runtime's entropy takes minutes per model)")
+    add("--ptq-int8-layouts", action="store_true", default=False,
+        help="also build every ONNX Runtime INT8 layout per model and time them side by side"
+        " (benchmarks/test_int8_layouts.py)")
     add("--ptq-seed", type=int, default=0, metavar="N", help="seed for splits and training (default: 0)")
     add("--ptq-model-input-size", type=_int_at_least(8), default=224, metavar="PX",
         help="input side of .onnx/.pt model files (default: 224)")
