@@ -46,3 +46,23 @@ def test_name_changes_with_the_files_bytes(tmp_path):
 def test_missing_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         file_model_names([str(tmp_path / "gone.onnx")])
+
+
+def test_a_model_whose_outputs_do_not_match_the_classes_stops_before_any_work(tmp_path):
+    """A 5-output model on the 10-class digits (and a 1,000-class one would be the same): a usage error
+    naming both numbers, not a run of top-1 0.0 that passes with no drop."""
+    import torch
+
+    from ptqcore.errors import UsageError
+    from ptqcore.suite import Suite, SuiteOptions
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
+    scripted = tmp_path / "five.pt"
+    torch.jit.save(torch.jit.script(net), str(scripted))
+    from ptqcore.export import onnx_from_torch
+
+    onnx_file = onnx_from_torch(net, tmp_path / "five.onnx", 32, 17, "legacy")
+    for path in (scripted, onnx_file):
+        suite = Suite(SuiteOptions(models=(str(path),), cache_dir=tmp_path / "cache", file_input_size=32))
+        with pytest.raises(UsageError, match="predicts 5 classes but data set digits has 10"):
+            suite.check_output_widths()

@@ -287,3 +287,24 @@ def _valid_names_hint() -> str:
         f"use one of {', '.join(list_models())}; a preset ({', '.join(sorted(PRESETS))}, all); a glob"
         " such as 'mobilenet*'; any torchvision classifier name; or a path to a .onnx / .pt file"
     )
+
+
+def file_output_width(spec: ModelSpec, size: int) -> Optional[int]:
+    """How many classes a user's model file predicts (None where an ONNX file leaves it symbolic);
+    :class:`UsageError` when its output is not 2-D ``(N, classes)`` logits."""
+    if spec.source == "onnx":
+        import onnx
+
+        dims = onnx.load(str(spec.path), load_external_data=False).graph.output[0].type.tensor_type.shape.dim
+        if len(dims) != 2:
+            raise UsageError(f"model {spec.name} returns a {len(dims)}-D output", "give a classifier with (N, classes) logits")
+        return dims[1].dim_value if dims[1].HasField("dim_value") else None
+    import torch
+
+    from .training import load_torchscript
+
+    with torch.no_grad():
+        logits = load_torchscript(spec.path)(torch.zeros(1, 3, size, size))
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UsageError(f"model {spec.name} does not return 2-D logits", "give a classifier with (N, classes) logits")
+    return int(logits.shape[1])

@@ -61,3 +61,13 @@ class SuiteOptions:
     file_input_size: int = 224
     file_mean: Tuple[float, float, float] = IMAGENET_MEAN
     file_std: Tuple[float, float, float] = IMAGENET_STD
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (psutil), else logical ones: the default thread count of both runtimes, so
+    that ONNX Runtime and PyTorch are timed with the same, recorded number of threads."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -384,13 +384,15 @@ def _selected(case: Case, select: str) -> bool:
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Load the data set once before any case runs, so a missing data set stops the run at once."""
+    """Load the data set and check every model's output width against it before any case runs, so a
+    missing data set or a mismatched model stops the run at once."""
     if SUITE_KEY not in config.stash or config.option.collectonly:
         return
     cases = [case for case in map(_case_of, items) if case is not None]
     if cases:
         try:
             suite_of(config).dataset(cases[0].model)
+            suite_of(config).check_output_widths()
         except PtqError as err:
             raise pytest.UsageError(str(err)) from None
 

@@ -28,7 +28,7 @@ from .backends.torch_base import TorchCudaRunner, TorchRunner
 from .case import BASE_BACKEND, Case, Precision, build_matrix
 from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UsageError
 from .int8_reference import int8_figures, reference_predictions
 from .export import check_onnx, onnx_from_torch
 from .models import (
@@ -36,10 +36,11 @@ from .models import (
     Preprocess,
     get_model_spec,
     file_model_names,
+    file_output_width,
     resolve_model_names,
     spec_from_file,
 )
-from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
+from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions, physical_cores
 from .calibration import NUM_BINS
 from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
 from .records import RecordBook
@@ -66,16 +67,6 @@ class CompressionRound:
     resources: dict
     #: INT8: pre-processing, the statistics pass and the ranges (part of ``build_s``); else None
     calibration_s: Optional[float] = None
-
-
-def physical_cores() -> int:
-    """Physical CPU cores (psutil), else logical ones: the default thread count of both runtimes, so
-    that ONNX Runtime and PyTorch are timed with the same, recorded number of threads."""
-    import os
-
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 class _Failed:
@@ -123,6 +114,22 @@ class Suite:
                 check_onnx(spec.path)
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
+
+    def check_output_widths(self) -> None:
+        """A :class:`UsageError` before any work when a model's logits are not one column per class
+        of the data set (a 1,000-class model on a 10-class folder would score 0.0 and "pass")."""
+        for model in self.specs:
+            width, data = self._output_width(model), self.dataset(model)
+            if width is not None and width != data.num_classes:
+                raise UsageError(f"model {model} predicts {width} classes but data set {data.name} has {data.num_classes}",
+                                 "give a model with one output per class, or --ptq-weights train/head for a new head")
+
+    def _output_width(self, model: str) -> Optional[int]:
+        """The model's number of outputs where it is fixed before training (files, ImageNet weights)."""
+        spec = self.specs[model]
+        if spec.source in ("onnx", "torchscript"):
+            return file_output_width(spec, self.preprocess(model).size)
+        return 1000 if resolve_weight_mode(self.options.weights, self.options.dataset) == "imagenet" else None
 
     def cases(self) -> List[Tuple[Case, Optional[str]]]:
         """Every case of the matrix with the reason it cannot run here (None if it can).
