@@ -2,7 +2,8 @@
 ONNX Runtime's own MinMax and Entropy calibrators on the same prepared model and the same images.
 
 Opt-in (``--ptq-calibration-speed``): ONNX Runtime's entropy calibrator takes minutes per study
-model. Each contender runs ``CALIBRATION_ROUNDS`` times, interleaved, and the medians compare. The
+model. Each contender runs ``CALIBRATION_ROUNDS`` times (once: ONNX Runtime's entropy takes minutes),
+interleaved, and the medians compare. The
 figures go to ``extra_info``; the assertions are the issue's targets: ptqcore's entropy at most 2x
 ONNX Runtime's MinMax time and at least 20x faster than ONNX Runtime's entropy.
 """
@@ -17,7 +18,7 @@ import pytest
 from ptqcore.calibration import collect_statistics, ranges_from_statistics
 from ptqcore.quantize import _ArrayReader
 
-CALIBRATION_ROUNDS = 3
+CALIBRATION_ROUNDS = 1
 
 
 def _ort_calibration(prepared, images, method, options):

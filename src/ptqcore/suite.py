@@ -41,7 +41,7 @@ from .models import (
     spec_from_file,
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions, physical_cores
-from .calibration import NUM_BINS
+from .calibration import NUM_BINS, RANGES_VERSION
 from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
@@ -313,7 +313,7 @@ class Suite:
         ))
         ranges = self._once(("ranges", stats.sha256, case.recipe), lambda: self.store.get_or_build(
             "calibration", {"statistics_sha256": stats.sha256, "method": recipe.calibration,
-                            "percentile": recipe.percentile},
+                            "percentile": recipe.percentile, "version": RANGES_VERSION},
             "ranges.json", lambda path: ranges_from_statistics_file(stats.path, recipe, path),
             f"{case.recipe} ranges of {case.model}",
         ))
