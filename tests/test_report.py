@@ -127,3 +127,13 @@ def test_import_and_compare_stay_free_of_matplotlib():
     code = "import sys, ptqcore, ptqcore.cli, ptqcore.report; print('matplotlib' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_markdown_escapes_html_in_names_from_the_runs():
+    """GitHub renders inline HTML in job summaries; a model named by a user file must stay text."""
+    from ptqcore.report.page import Heading, Items, Table, Text, render_markdown
+
+    name = "<img src=x onerror=alert(1)>"
+    text = render_markdown("t", [Heading(name, 2), Text(name), Items([name]), Table(("case",), [[name + "|x"]])])
+    assert "<img" not in text
+    assert text.count("&lt;img src=x onerror=alert(1)&gt;") == 4 and "\\|x" in text

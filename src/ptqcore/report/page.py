@@ -110,15 +110,16 @@ def _is_text(cell: str) -> bool:
 
 
 def render_markdown(title: str, blocks: Sequence[Block]) -> str:
-    """The same blocks as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``)."""
+    """The same blocks as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``). Text from the
+    runs is HTML-escaped: GitHub renders inline HTML in Markdown, and names come from user files."""
     out: List[str] = [f"# {title}", ""]
     for block in blocks:
         if isinstance(block, Heading):
-            out += [f"{'#' * block.level} {block.text}", ""]
+            out += [f"{'#' * block.level} {_md_text(block.text)}", ""]
         elif isinstance(block, Text):
-            out += [f"> {block.text}" if block.note else block.text, ""]
+            out += [f"> {_md_text(block.text)}" if block.note else _md_text(block.text), ""]
         elif isinstance(block, Items):
-            out += [f"- {item}" for item in block.items] + [""]
+            out += [f"- {_md_text(item)}" for item in block.items] + [""]
         elif isinstance(block, Table):
             out.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
             out.append("|" + "---|" * len(block.headers))
@@ -129,5 +130,9 @@ def render_markdown(title: str, blocks: Sequence[Block]) -> str:
     return "\n".join(out)
 
 
+def _md_text(text: str) -> str:
+    return html.escape(str(text), quote=False)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ") or " "
+    return _md_text(text).replace("|", "\\|").replace("\n", " ") or " "
