@@ -183,3 +183,21 @@ def test_a_failing_case_leaves_the_others_and_is_recorded(project):
     assert records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["status"] == "failed"
     assert "test_size_reduction" in records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["problems"][0]
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["status"] == "passed"
+
+
+def test_benchmark_entries_name_their_case_by_id_not_unserializable(pytester, tiny_cache, tiny_cli_options):
+    pytester.makepyfile(test_one='''
+import pytest
+
+@pytest.mark.ptq_cases(select="base")
+def test_tick(case, benchmark):
+    benchmark(lambda: None)
+''')
+    out = pytester.path / "run.json"
+    result = pytester.runpytest_subprocess(*FAST, "--ptq-cache-dir", str(tiny_cache), *tiny_cli_options,
+                                           "--benchmark-json", str(out))
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    import json
+
+    entry = json.loads(out.read_text())["benchmarks"][0]
+    assert entry["params"]["case"] == "tiny_cnn-base-torch-cpu-b1"

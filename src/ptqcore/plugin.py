@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import socket
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .errors import PtqError
 from .export import EXPORTERS
+from .json_output import benchmark_json_takes_a_file, check_writable, json_output_path
 from .models import looks_like_model_file, resolve_model_names
 from .quantize import CALIBRATIONS
 from .records import SCHEMA_VERSION
@@ -275,33 +275,6 @@ def _terminal_report(config) -> Callable[[str], None]:
     return report
 
 
-def _benchmark_json_takes_a_file() -> bool:
-    """True where pytest-benchmark opens ``--benchmark-json`` itself (``argparse.FileType('wb')``,
-    up to 5.2.x: pytest_benchmark/plugin.py) and writes to that open file; 5.3 takes a path."""
-    from pytest_benchmark import __version__ as version
-
-    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < (5, 3)
-
-
-def json_output_path(config) -> Optional[Path]:
-    """The path of ``--benchmark-json``, whether pytest-benchmark gave a path or an open file."""
-    value = config.getoption("benchmark_json", None)
-    if value is None or value is False:
-        return None
-    return Path(value.name) if hasattr(value, "write") else Path(value)  # an open file, or a path (Path.name is no path)
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """A one-line usage error now, rather than a run whose results are lost at its very end."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise pytest.UsageError(f"{option} {path} is a directory: give a file name, e.g. {path / 'run.json'}")
-    if not folder.is_dir():
-        raise pytest.UsageError(f"{option} {path}: folder {folder} does not exist: create it or choose another path")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise pytest.UsageError(f"{option} {path} is not writable: choose a path you can write to")
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """Runs before pytest-benchmark's own configure, so the JSON path set here is the one it uses."""
@@ -315,11 +288,11 @@ def pytest_configure(config) -> None:
             raise pytest.UsageError(f"--ptq-json-dir {json_dir} cannot be created ({err.strerror}): choose another folder") from None
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         target = json_dir / f"{stamp}-{socket.gethostname()}.json"
-        _check_writable(target, "--ptq-json-dir")
-        config.option.benchmark_json = open(target, "wb") if _benchmark_json_takes_a_file() else target
+        check_writable(target, "--ptq-json-dir")
+        config.option.benchmark_json = open(target, "wb") if benchmark_json_takes_a_file() else target
     target = json_output_path(config)
     if target is not None and not hasattr(config.getoption("benchmark_json"), "write"):
-        _check_writable(target.expanduser(), "--benchmark-json")
+        check_writable(target.expanduser(), "--benchmark-json")
     config.addinivalue_line(
         "markers", "ptq_cases(select='all'): parametrize the test's `case` argument over the ptqcore"
         " matrix; select 'compressed', 'base' or 'int8' to narrow it; opt_in='--ptq-OPTION' skips it unless"
@@ -463,6 +436,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
     records = {record["case"]: record for record in section["records"]}
     for entry in output_json.get("benchmarks", []):
         extra = entry.get("extra_info") or {}
+        if isinstance(entry.get("params"), dict) and isinstance(entry["params"].get("case"), Case):
+            entry["params"]["case"] = entry["params"]["case"].id  # else JSON says UNSERIALIZABLE[...]
         record = records.get(extra.get("case", ""))
         if record is not None:
             entry["extra_info"] = {**record, **extra}
