@@ -9,29 +9,14 @@ ONNX Runtime's MinMax time and at least 20x faster than ONNX Runtime's entropy.
 """
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from ptqcore.calibration import collect_statistics, ranges_from_statistics
-from ptqcore.quantize import _ArrayReader
+from ptqcore.quantize import onnxruntime_calibrator_ranges
 
 CALIBRATION_ROUNDS = 1
-
-
-def _ort_calibration(prepared, images, method, options):
-    import onnx
-    from onnxruntime import quantization as q
-
-    name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="ptqcore-ortcal-") as scratch:
-        calibrator = q.create_calibrator(str(prepared), augmented_model_path=str(Path(scratch) / "a.onnx"),
-                                         calibrate_method=getattr(q.CalibrationMethod, method), extra_options=options)
-        calibrator.collect_data(_ArrayReader(name, images, 16))
-        calibrator.compute_data()
-        del calibrator
 
 
 @pytest.mark.ptq_cases(select="int8", opt_in="--ptq-calibration-speed")
@@ -43,9 +28,9 @@ def test_calibration_speed(case, ptq_suite, benchmark):
     contenders = {
         "ptqcore_entropy": lambda: ranges_from_statistics(
             collect_statistics(int8.prepared_onnx, images, 16, ptq_suite.threads), "entropy"),
-        "ort_minmax": lambda: _ort_calibration(int8.prepared_onnx, images, "MinMax", {}),
-        "ort_entropy": lambda: _ort_calibration(int8.prepared_onnx, images, "Entropy",
-                                                {"num_bins": 2048, "num_quantized_bins": 128}),
+        "ort_minmax": lambda: onnxruntime_calibrator_ranges(int8.prepared_onnx, images, "MinMax"),
+        "ort_entropy": lambda: onnxruntime_calibrator_ranges(int8.prepared_onnx, images, "Entropy",
+                                                             {"num_bins": 2048, "num_quantized_bins": 128}),
     }
     seconds = {name: [] for name in contenders}
 

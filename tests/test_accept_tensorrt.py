@@ -80,6 +80,20 @@ def test_flags_are_limited_to_what_this_trtexec_knows():
     assert accept.graph_flags("--noCudaGraph-like", False) == []  # a longer name is not the flag
 
 
+def stand_in_trtexec(tmp_path, help_text=None):
+    """An executable that prints ``help_text`` for ``--help``, else records its arguments in
+    ``tmp_path/args`` and prints the 8.5.2 log (what the acceptance script parses)."""
+    trtexec = tmp_path / "trtexec"
+    lines = ["#!/bin/sh"]
+    if help_text is not None:
+        (tmp_path / "help.txt").write_text(help_text)
+        lines.append(f'if [ "$1" = "--help" ]; then cat {tmp_path / "help.txt"}; exit 0; fi')
+    lines += [f'echo "$@" > {tmp_path / "args"}', f'cat {DATA / "trtexec-8.5.2.log"}']
+    trtexec.write_text("\n".join(lines) + "\n")
+    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    return trtexec
+
+
 def graph_record(case, engine, cuda_graph):
     out = record(case, engine=engine, p50=1.18, shape={"input": [1, 3, 224, 224]})
     if cuda_graph is not None:
@@ -90,14 +104,7 @@ def graph_record(case, engine, cuda_graph):
 @pytest.mark.parametrize("version, help_text", [("8.5", HELP_8_5), ("10.3", HELP_10_3), ("11.x", HELP_11_0)])
 @pytest.mark.parametrize("cuda_graph", [False, True, None])
 def test_command_lines_per_version_and_graph_setting(tmp_path, capsys, version, help_text, cuda_graph):
-    (tmp_path / "help.txt").write_text(help_text)
-    trtexec = tmp_path / "trtexec"
-    trtexec.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "--help" ]; then cat {tmp_path / "help.txt"}; exit 0; fi\n'
-        f'echo "$@" > {tmp_path / "args"}\ncat {DATA / "trtexec-8.5.2.log"}\n'
-    )
-    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    trtexec = stand_in_trtexec(tmp_path, help_text)
     run = tmp_path / "run.json"
     engine = str(tmp_path / "a.engine")
     run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
@@ -139,14 +146,7 @@ def test_verdict_is_within_five_percent():
 
 
 def test_end_to_end_with_a_stand_in_trtexec(tmp_path, capsys):
-    log = DATA / "trtexec-8.5.2.log"
-    trtexec = tmp_path / "trtexec"
-    trtexec.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "--help" ]; then echo "--useSpinWait --noDataTransfers --useCudaGraph"; exit 0; fi\n'
-        f'echo "$@" > {tmp_path / "args"}\ncat {log}\n'
-    )
-    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    trtexec = stand_in_trtexec(tmp_path, "--useSpinWait --noDataTransfers --useCudaGraph\n")
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"benchmarks": [], "ptqcore": {"schema_version": 1, "records": [
         record("mobilenet_v3_small-fp16-tensorrt-cuda-b1", engine=str(tmp_path / "a.engine"), p50=1.18,
@@ -202,9 +202,7 @@ def test_log_paths_stay_inside_the_logs_folder(tmp_path, name):
 
 
 def test_case_names_from_the_run_cannot_write_outside_the_logs(tmp_path, capsys):
-    trtexec = tmp_path / "trtexec"
-    trtexec.write_text(f'#!/bin/sh\ncat {DATA / "trtexec-8.5.2.log"}\n')
-    trtexec.chmod(trtexec.stat().st_mode | stat.S_IEXEC)
+    trtexec = stand_in_trtexec(tmp_path)
     run = tmp_path / "deep" / "er" / "run.json"
     run.parent.mkdir(parents=True)
     names = ["../../escaped-tensorrt", "/tmp/abs-tensorrt"]

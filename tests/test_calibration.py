@@ -188,34 +188,20 @@ def test_ranges_against_onnx_runtimes_own_calibrators_on_the_same_model_and_imag
     KL divergence, TensorRT does none of that), so only its typical agreement is checked: measured
     on the tiny model, the median relative difference of the thresholds was 2%, the extremes -32%
     and +128% on two sparse tensors."""
-    import onnx
-    from onnxruntime import quantization as q
-
     from ptqcore.calibration import collect_statistics
     from ptqcore.case import Case, Precision
-    from ptqcore.quantize import _ArrayReader
+    from ptqcore.quantize import onnxruntime_calibrator_ranges
     from ptqcore.suite import Suite, SuiteOptions
 
     suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))
     int8 = suite.int8_inputs(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax"))
     images = suite.dataset("tiny_cnn").calibration_arrays()
     stats = collect_statistics(int8.prepared_onnx, images, 16)
-    name = onnx.load(str(int8.prepared_onnx)).graph.input[0].name
-
-    def ort_ranges(method, options, scratch):
-        calibrator = q.create_calibrator(str(int8.prepared_onnx), augmented_model_path=str(scratch / f"{method}.onnx"),
-                                         calibrate_method=method, extra_options=options)
-        calibrator.collect_data(_ArrayReader(name, images, 16))
-        return {k: (float(np.ravel(v.lowest)[0]), float(np.ravel(v.highest)[0])) for k, v in calibrator.compute_data().data.items()}
-
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        minmax = ort_ranges(q.CalibrationMethod.MinMax, {}, scratch)
-        percentile = ort_ranges(q.CalibrationMethod.Percentile, {"num_bins": 2048, "percentile": 99.999}, scratch)
-        entropy = ort_ranges(q.CalibrationMethod.Entropy, {"num_bins": 2048, "num_quantized_bins": 128}, scratch)
+    minmax = onnxruntime_calibrator_ranges(int8.prepared_onnx, images, "MinMax")
+    percentile = onnxruntime_calibrator_ranges(int8.prepared_onnx, images, "Percentile",
+                                               {"num_bins": 2048, "percentile": 99.999})
+    entropy = onnxruntime_calibrator_ranges(int8.prepared_onnx, images, "Entropy",
+                                            {"num_bins": 2048, "num_quantized_bins": 128})
     assert set(minmax) == set(stats)
     ours = ranges_from_statistics(stats, "minmax")
     for tensor, (low, high) in minmax.items():

@@ -224,6 +224,25 @@ def read_ranges(path: Path) -> Tuple[str, Dict[str, Tuple[float, float]]]:
                     for name, item in document["data"].items()}
 
 
+def onnxruntime_calibrator_ranges(prepared_path: Path, images: np.ndarray, method: str,
+                                  options: Optional[dict] = None) -> Dict[str, Tuple[float, float]]:
+    """``{tensor: (low, high)}`` from ONNX Runtime's own calibrator (``create_calibrator`` with
+    ``CalibrationMethod.<method>``, batches of 16): the yardstick for :mod:`ptqcore.calibration`
+    in its tests and in the calibration-speed benchmark."""
+    import onnx
+
+    q = _ort_quantization()
+    name = onnx.load(str(prepared_path), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="ptqcore-ortcal-") as scratch:
+        calibrator = q.create_calibrator(str(prepared_path), augmented_model_path=str(Path(scratch) / "a.onnx"),
+                                         calibrate_method=getattr(q.CalibrationMethod, method),
+                                         extra_options=options or {})
+        calibrator.collect_data(_ArrayReader(name, images, 16))
+        data = calibrator.compute_data().data
+        del calibrator  # releases the augmented model's session before the folder goes
+    return {k: (float(np.ravel(v.lowest)[0]), float(np.ravel(v.highest)[0])) for k, v in data.items()}
+
+
 def supports_calibration_cache() -> bool:
     """True where ``quantize_static`` can quantize from saved ranges (ONNX Runtime >= 1.31)."""
     return "calibration_cache_path" in inspect.signature(_ort_quantization().quantize_static).parameters

@@ -130,10 +130,9 @@ class CudaDevice:
         except BaseException:
             stream_ctx = getattr(handle, "stream_ctx", None)  # torch.cuda.graph skips it when capture_end raises
             if stream_ctx is not None:
-                try:
+                # the capture's own error is the one to report: a failure to restore the stream must not replace it
+                with contextlib.suppress(Exception):
                     stream_ctx.__exit__(None, None, None)
-                except Exception:
-                    pass
             raise
 
     @staticmethod
