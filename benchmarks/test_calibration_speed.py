@@ -41,7 +41,8 @@ def test_calibration_speed(case, ptq_suite, benchmark):
             seconds[name].append(time.perf_counter() - started)
 
     benchmark.group = "calibration-speed"
-    benchmark.extra_info.update(case=case.id, measurement="ptqcore one-pass entropy vs ONNX Runtime calibrators")
+    benchmark.extra_info.update(case=case.id, kind="calibration_speed",
+                                measurement="ptqcore one-pass entropy vs ONNX Runtime calibrators")
     benchmark.pedantic(one_round, rounds=CALIBRATION_ROUNDS, iterations=1)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     vs_minmax = median["ptqcore_entropy"] / median["ort_minmax"]

@@ -14,7 +14,8 @@ def test_compression(case, ptq_suite, benchmark):
     rounds = []
     options = ptq_suite.options
     benchmark.group = "compression"
-    benchmark.extra_info.update(case=case.id, measurement="compression round: phase 1 + phase 2")
+    benchmark.extra_info.update(case=case.id, kind="compression",
+                                measurement="compression round: phase 1 + phase 2")
     benchmark.pedantic(lambda: rounds.append(ptq_suite.compress_once(case)), rounds=options.compress_rounds,
                        warmup_rounds=options.compress_warmup, iterations=1)
     measured = rounds[options.compress_warmup:]

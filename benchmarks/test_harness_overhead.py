@@ -28,7 +28,8 @@ def test_harness_overhead(ptq_suite, benchmark):
     plan = LatencyPlan(options.latency_min_rounds, options.latency_min_seconds, options.latency_max_rounds,
                        options.warmup_calls, options.warmup_seconds)
     benchmark.group = "harness-overhead"
-    benchmark.extra_info.update(case=case.id, measurement="ptqcore latency interleaved with a bare session.run loop")
+    benchmark.extra_info.update(case=case.id, kind="harness_overhead",
+                                measurement="ptqcore latency interleaved with a bare session.run loop")
     with ptq_suite.runner(case) as runner:
         feed = {runner.session.get_inputs()[0].name: batch}
         measured = measure_overhead(benchmark, runner.infer, batch, plan, lambda: runner.session.run(None, feed),

@@ -23,7 +23,8 @@ def test_latency(case, ptq_suite, benchmark):
     )
     batch = ptq_suite.sample_batch(case)
     benchmark.group = f"latency-b{case.batch_size}"
-    benchmark.extra_info.update(case=case.id, measurement="latency: one inference, end to end")
+    benchmark.extra_info.update(case=case.id, kind="latency",
+                                measurement="latency: one inference, end to end")
     gpu = {}
     with ptq_suite.runner(case) as runner:
         take_gpu_ms = getattr(runner, "take_gpu_compute_ms", None)  # GPU runners time compute by CUDA events

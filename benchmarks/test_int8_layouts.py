@@ -56,7 +56,8 @@ def test_int8_layouts(case, ptq_suite, benchmark):
                                                                         CALLS_PER_WINDOW)))
 
             benchmark.group = "int8-layouts"
-            benchmark.extra_info.update(case=case.id, measurement="ONNX Runtime INT8 layouts, interleaved windows")
+            benchmark.extra_info.update(case=case.id, kind="int8_layouts",
+                                        measurement="ONNX Runtime INT8 layouts, interleaved windows")
             benchmark.pedantic(one_round, rounds=WINDOWS, iterations=1)
         finally:
             for runner in runners.values():

@@ -29,7 +29,8 @@ def test_telemetry_overhead(ptq_suite, benchmark):
     plan = LatencyPlan(options.latency_min_rounds, max(2.0, options.latency_min_seconds), options.latency_max_rounds,
                        options.warmup_calls, options.warmup_seconds)
     benchmark.group = "telemetry-overhead"
-    benchmark.extra_info.update(case=case.id, measurement="ptqcore latency with telemetry on, interleaved with it off")
+    benchmark.extra_info.update(case=case.id, kind="telemetry_overhead",
+                                measurement="ptqcore latency with telemetry on, interleaved with it off")
     monitors = []
 
     def new_monitor():

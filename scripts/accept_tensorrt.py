@@ -114,12 +114,11 @@ class EngineCase:
     cuda_graph: Optional[bool] = None  # the record's cuda_graph: None when the record has none
 
 
-def tensorrt_cases(document: Mapping) -> List[EngineCase]:
-    """The TensorRT records of a ptqcore run (``output["ptqcore"]["records"]``), skipped ones left out."""
-    records = (document.get("ptqcore") or {}).get("records") or []
+def tensorrt_cases(records: Sequence[Mapping]) -> List[EngineCase]:
+    """The TensorRT records of a ptqcore run (:attr:`ptqcore.runfile.RunFile.records`), skipped ones left out."""
     cases = []
     for record in records:
-        if not isinstance(record, dict) or record.get("backend") != "tensorrt" or record.get("status") == "skipped":
+        if record.get("backend") != "tensorrt" or record.get("status") == "skipped":
             continue
         gpu = record.get("gpu_compute_ms")
         cases.append(EngineCase(
@@ -232,11 +231,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--logs", type=Path, help="folder for each trtexec run's output")
     args = parser.parse_args(argv)
 
-    from ptqcore.compare import read_document
     from ptqcore.errors import PtqError
+    from ptqcore.runfile import load_run_file
 
     try:
-        document = read_document(args.run)
+        run = load_run_file(args.run)
     except PtqError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -244,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if trtexec is None:
         print(f"error: trtexec not found; fix: pass --trtexec PATH or set TRTEXEC (JetPack: {JETPACK_TRTEXEC})", file=sys.stderr)
         return 2
-    cases = tensorrt_cases(document)
+    cases = tensorrt_cases(run.records)
     if not cases:
         print(f"error: {args.run} has no TensorRT case; fix: run pytest benchmarks/ --ptq-backends tensorrt", file=sys.stderr)
         return 2

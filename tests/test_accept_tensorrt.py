@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ptqcore.runfile import run_file_from_document
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "tensorrt"
 _spec = importlib.util.spec_from_file_location("accept_tensorrt", ROOT / "scripts" / "accept_tensorrt.py")
@@ -121,7 +123,9 @@ def test_command_lines_per_version_and_graph_setting(tmp_path, capsys, version, 
 
 
 def record(case, status="passed", engine="/e.engine", p50=1.2, shape=None, backend="tensorrt"):
-    out = {"case": case, "backend": backend, "status": status, "engine_path": engine,
+    """A record with the identity fields every record has and the figures the script reads."""
+    out = {"case": case, "model": case.split("-")[0], "precision": "fp16", "backend": backend, "device": "cuda",
+           "batch_size": 1, "dataset": "digits", "calibration": None, "status": status, "engine_path": engine,
            "gpu_compute_ms": None if p50 is None else {"p50": p50, "p90": p50}}
     if shape:
         out["engine_input_shape"] = shape
@@ -133,7 +137,7 @@ def test_tensorrt_records_are_taken_from_the_run():
         record("m-fp16-tensorrt-cuda-b1"), record("m-int8-onnxruntime-cpu-b1", backend="onnxruntime"),
         record("m-int8-tensorrt-cuda-b1", status="skipped"), record("m-fp32-tensorrt-cuda-b1", p50=None),
     ]}}
-    cases = accept.tensorrt_cases(document)
+    cases = accept.tensorrt_cases(run_file_from_document(document).records)
     assert [c.case for c in cases] == ["m-fp16-tensorrt-cuda-b1", "m-fp32-tensorrt-cuda-b1"]
     assert cases[0].gpu_compute_p50_ms == 1.2 and cases[1].gpu_compute_p50_ms is None
 

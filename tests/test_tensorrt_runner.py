@@ -187,8 +187,10 @@ def test_an_engine_from_another_version_is_refused_with_the_reason(onnx_model, t
 def test_census_of_the_running_engine(onnx_model, tmp_path):
     trt, path = engine(onnx_model, tmp_path, "8.5.2.2")
     with TrtRunner(path, trt=trt, device=FakeCudaDevice(trt)) as runner:
+        runner.infer(np.zeros((2, 3, 8, 8), np.float32))
         census = runner.census()
     assert census["layers_by_precision"] == {"Half": 2, "Float": 1} and census["reformat_layers"] == 1
+    assert census["engine_input_shape"] == {runner._input.name: [2, 3, 8, 8]}
     assert (census["cuda_graph"], census["cuda_graph_reason"]) == (False, "not requested")
 
 

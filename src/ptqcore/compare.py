@@ -2,9 +2,10 @@
 
 Input is the JSON that ``pytest benchmarks/ --benchmark-json FILE`` writes (see
 :mod:`ptqcore.records`): ``output["ptqcore"]`` holds ``schema_version`` and one record per case,
-skipped and failed cases included; each benchmark entry's ``extra_info`` names its case, and the
-latency entry (``extra_info["measurement"]`` starting with ``latency``) keeps the raw per-round
-samples in ``stats.data`` when the run used ``--benchmark-save-data``.
+skipped and failed cases included; each benchmark entry's ``extra_info`` names its case and kind,
+and the ``latency`` entry keeps the raw per-round samples in ``stats.data`` when the run used
+``--benchmark-save-data``. Runs are read through :mod:`ptqcore.runfile`, which refuses a file whose
+copies of a figure disagree.
 
 Cases are matched by :data:`KEY_FIELDS` (model, precision, backend, device, batch size, data set,
 calibration), never by machine, so runs of two JetPack versions compare case by case. Each
@@ -33,34 +34,25 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .environment import VOLATILE_KEYS
-from .errors import PtqError, error_line
-from .records import SCHEMA_VERSION
+from .records import KEY_FIELDS
+from .runfile import RunFile, RunFileError, load_run_files, run_file_from_document
 from .significance import mann_whitney_u
 from .thresholds import CompareLimits
 
-#: Schema versions of ``output["ptqcore"]`` this module can read.
-SUPPORTED_SCHEMAS = (SCHEMA_VERSION,)
-#: What makes two records the same case in two runs.
-KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration")
-STATUSES = ("passed", "failed", "skipped", "not run")
 #: Fewer raw samples than this on either side cannot be significant at p < 0.002: factor alone.
 MIN_SAMPLES = 7
 DEFAULT_LIMITS = CompareLimits()
-#: No benchmark run is nested deeper than this; deeper documents are refused, never recursed into.
-MAX_DEPTH = 100
-_PASS_RUN = "pass the file pytest --benchmark-json wrote"
 
 REGRESSION, IMPROVEMENT, SAME, MISSING = "regression", "improvement", "same", "missing"
 
 
-class CompareError(PtqError):
-    """Runs that cannot be compared: unreadable, not ptqcore JSON, other schemas, no common case."""
+#: Runs that cannot be compared: unreadable, not ptqcore JSON, other schemas, inconsistent
+#: (raised by the loader, :mod:`ptqcore.runfile`), or with no case in common (raised here).
+CompareError = RunFileError
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -127,145 +119,39 @@ def load_run(path) -> Run:
 
 
 def load_runs(paths: Sequence) -> List[Run]:
-    """Read and validate runs that are to be compared with each other.
-
-    Their schema versions must agree and be known; the check for agreement comes first, so two
-    runs of different schemas are reported as such rather than as one unknown schema.
-    """
-    documents = [(str(path), read_document(Path(path))) for path in paths]
-    versions = [(source, schema_version(document, source)) for source, document in documents]
-    if len({version for _, version in versions}) > 1:
-        listed = ", ".join(f"{Path(source).name} has {version}" for source, version in versions)
-        raise CompareError(f"the runs have different ptqcore schema versions ({listed})",
-                           "compare runs written with the same schema: re-run the older one with this ptqcore")
-    return [run_from_document(document, source) for source, document in documents]
-
-
-def read_document(path: Path) -> dict:
-    """The pytest-benchmark JSON object in ``path`` (raises :class:`CompareError` for any unusable file)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CompareError(f"{path} does not exist", "check the path (pytest --benchmark-json writes it)") from None
-    except IsADirectoryError:
-        raise CompareError(f"{path} is a directory", _PASS_RUN) from None
-    except UnicodeDecodeError:
-        raise CompareError(f"{path} is not JSON (not UTF-8 text)", _PASS_RUN) from None
-    except OSError as err:
-        raise CompareError(f"{path} cannot be read ({err.strerror})", "check the file's permissions") from None
-    if not text.strip():
-        raise CompareError(f"{path} is empty", "re-run the benchmarks: the run that wrote it did not finish")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as err:
-        if _cut_off(err):
-            raise CompareError(
-                f"{path} is truncated JSON (it ends at line {err.lineno} in the middle of a value)",
-                "re-run the benchmarks: the run that wrote it was cut off",
-            ) from None
-        where = f"{err.msg} at line {err.lineno} column {err.colno}"
-        raise CompareError(f"{path} is not valid JSON ({where})", _PASS_RUN) from None
-    except (RecursionError, ValueError) as err:  # too deep for the parser; an integer beyond Python's digit limit
-        deep = isinstance(err, RecursionError)
-        raise CompareError(f"{path} " + ("is nested too deeply" if deep else f"is not usable JSON ({error_line(err)})"),
-                           _PASS_RUN) from None
-    problem = _structure_problem(document)
-    if problem:
-        raise CompareError(f"{path} {problem}", _PASS_RUN)
-    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
-        raise CompareError(f"{path} is not pytest-benchmark JSON (no 'benchmarks' list)",
-                           "pass the file written by pytest benchmarks/ --benchmark-json FILE")
-    return document
-
-
-def _structure_problem(document) -> Optional[str]:
-    """Why a parsed document cannot be walked or printed (None when it can): nesting deeper than
-    :data:`MAX_DEPTH`, or a string or key that is not UTF-8 (a lone ``\\ud800`` escape)."""
-    stack = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"is nested deeper than {MAX_DEPTH} levels"
-        texts = [value] if isinstance(value, str) else list(value) if isinstance(value, dict) else []
-        if any(text.encode("utf-8", "surrogatepass") != text.encode("utf-8", "replace") for text in texts):
-            return "has a string with an unpaired surrogate escape (\\ud800-\\udfff)"
-        inner = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((item, depth + 1) for item in inner if isinstance(item, (dict, list, str)))
-    return None
-
-
-def _cut_off(err: json.JSONDecodeError) -> bool:
-    """True when the text is valid JSON so far and merely ends too early (a truncated file)."""
-    if err.msg.startswith("Unterminated string"):
-        return True
-    if not err.msg.startswith("Expecting"):
-        return False
-    # what follows the error position is empty or the start of a number or a literal
-    return re.fullmatch(r"\s*([-+.eE0-9]*|t(r(u)?)?|f(a(l(s)?)?)?|n(u(l)?)?)\s*", err.doc[err.pos :]) is not None
-
-
-def schema_version(document: Mapping, source: str) -> int:
-    """``document["ptqcore"]["schema_version"]`` (raises :class:`CompareError` when absent or not a whole number)."""
-    section = document.get("ptqcore")
-    if not isinstance(section, dict) or "schema_version" not in section:
-        raise CompareError(
-            f"{source} has no ptqcore schema_version (pytest-benchmark JSON, but not written by the ptqcore suite)",
-            "run the suite with its plugin: pytest benchmarks/ --benchmark-json FILE",
-        )
-    version = section["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise CompareError(f"{source} has an unknown ptqcore schema_version {version!r}",
-                           f"this ptqcore reads schema {_supported()}: re-run the benchmarks with it")
-    return version
+    """Read and validate runs that are to be compared with each other, through the one loader
+    (:func:`ptqcore.runfile.load_run_files`: schema versions agree and are known, copies agree)."""
+    return [run_from_file(run_file) for run_file in load_run_files(paths)]
 
 
 def run_from_document(document: Mapping, source: str = "<run>") -> Run:
     """A :class:`Run` from a parsed pytest-benchmark document (raises :class:`CompareError`)."""
-    version = schema_version(document, source)
-    if version not in SUPPORTED_SCHEMAS:
-        raise CompareError(
-            f"{source} has ptqcore schema_version {version}, which this ptqcore (schema {_supported()}) does not know",
-            "upgrade ptqcore (pip install -U ptqcore) or compare with the ptqcore that wrote the file",
-        )
-    records = document["ptqcore"].get("records")
-    if not isinstance(records, list):
-        raise CompareError(f"{source} has no ptqcore records list", "re-run the benchmarks with this ptqcore")
-    samples = _latency_samples(document.get("benchmarks", []), source)
+    return run_from_file(run_file_from_document(document, source))
+
+
+def run_from_file(run_file: RunFile) -> Run:
+    """The comparable view of a loaded run: cases by key, metric values, raw latency samples."""
+    samples = {case: entry.samples_s for case, entry in run_file.entries_of("latency").items()
+               if entry.samples_s is not None}
     cases: Dict[tuple, CaseResult] = {}
-    for number, record in enumerate(records, start=1):
-        result = _case_result(record, f"{source}: record #{number}", samples)
+    for number, record in enumerate(run_file.records, start=1):
+        result = _case_result(record, f"{run_file.source}: record #{number}", samples)
         if result.key in cases:
-            raise CompareError(f"{source} has two records of case {result.case}", "pass the JSON of one pytest run")
+            raise CompareError(f"{run_file.source} has two records of the case {result.case} (model, precision,"
+                               " backend, device, batch size, data set and calibration)",
+                               "pass the JSON of one pytest run")
         cases[result.key] = result
-    machine = document.get("machine_info")
-    return Run(source, version, cases, _environment(machine if isinstance(machine, dict) else {}))
+    return Run(run_file.source, run_file.schema_version, cases, _environment(run_file.machine_info))
 
 
-def _supported() -> str:
-    return ", ".join(map(str, SUPPORTED_SCHEMAS))
-
-
-def _case_result(record, where: str, samples: Mapping[str, Tuple[float, ...]]) -> CaseResult:
-    if not isinstance(record, dict):
-        raise CompareError(f"{where} is not an object", "re-run the benchmarks with this ptqcore")
-    missing = [name for name in ("case", "status", *KEY_FIELDS) if name not in record]
-    if missing:
-        raise CompareError(f"{where} lacks {', '.join(missing)}", "re-run the benchmarks with this ptqcore")
-    odd = [name for name in KEY_FIELDS if not isinstance(record[name], (str, int, float, type(None)))]
-    if odd:
-        raise CompareError(f"{where} has a non-scalar {', '.join(odd)}", "re-run the benchmarks with this ptqcore")
-    if record["status"] not in STATUSES:
-        raise CompareError(
-            f"{where} ({record['case']}) has unknown status {record['status']!r}",
-            f"status must be one of {', '.join(STATUSES)}: re-run the benchmarks with this ptqcore",
-        )
+def _case_result(record: Mapping, where: str, samples: Mapping[str, Tuple[float, ...]]) -> CaseResult:
     values = {metric.name: _number(record, metric.path, f"{where} ({record['case']})") for metric in METRICS}
     problems = record.get("problems") or []
     return CaseResult(
         key=tuple(record[name] for name in KEY_FIELDS),
         case=str(record["case"]),
         status=record["status"],
-        problems=tuple(str(problem) for problem in problems) if isinstance(problems, list) else (str(problems),),
+        problems=tuple(str(problem) for problem in problems),
         skip_reason=record.get("skip_reason"),
         values=values,
         samples=samples.get(str(record["case"])),
@@ -283,26 +169,6 @@ def _number(record: Mapping, path: Tuple[str, ...], where: str) -> Optional[floa
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CompareError(f"{where}: {'.'.join(path)} = {value!r} is not a number", "re-run the benchmarks")
     return float(value)
-
-
-def _latency_samples(entries: Sequence, source: str) -> Dict[str, Tuple[float, ...]]:
-    """Raw latency samples (seconds) by case id, from the latency entries that kept them."""
-    out: Dict[str, Tuple[float, ...]] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise CompareError(f"{source}: a benchmark entry is not an object", "pass pytest-benchmark JSON")
-        extra = entry.get("extra_info") if isinstance(entry.get("extra_info"), dict) else {}
-        if not str(extra.get("measurement", "")).startswith("latency") or "case" not in extra:
-            continue
-        data = (entry.get("stats") or {}).get("data") if isinstance(entry.get("stats"), dict) else None
-        if data is None:
-            continue
-        if not isinstance(data, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in data
-        ):
-            raise CompareError(f"{source}: the raw samples of {extra['case']} are not numbers", "re-run the benchmarks")
-        out[str(extra["case"])] = tuple(float(v) for v in data)
-    return out
 
 
 def _environment(machine_info: Mapping) -> Dict[str, str]:

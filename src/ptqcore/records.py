@@ -24,6 +24,11 @@ summary per phase: ``export``, ``calibration``, ``build`` from the last compress
 ``idle`` and ``inference`` from the latency window), ``energy_j_per_inference`` and ``energy``
 (where power is measured), ``stability`` and ``machine_state``. A figure that was not measured
 is ``None``, never 0.
+
+:data:`RECORD_FIELDS` declares every field with its JSON type: the plugin writes records
+(:class:`RecordBook`, serialized only by :mod:`ptqcore.plugin`), and :mod:`ptqcore.runfile`, the one
+loader that compare, report and ``scripts/accept_tensorrt.py`` use, checks them against it. Each
+benchmark entry's ``extra_info`` names its case and its :data:`ENTRY_KINDS` ``kind``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,60 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from .case import Case
 
 SCHEMA_VERSION = 1
+
+#: What makes two records the same case in two runs (compare matches cases by these).
+KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration")
+#: A record's ``status``.
+STATUSES = ("passed", "failed", "skipped", "not run")
+#: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
+ENTRY_KINDS = ("compression", "latency", "harness_overhead", "telemetry_overhead", "calibration_speed",
+               "int8_layouts")
+#: The ``measurement`` text each kind's entries start with: how files written before ``kind`` are read.
+_MEASUREMENT_PREFIXES = (
+    ("compression round", "compression"),
+    ("latency", "latency"),
+    ("ptqcore latency interleaved with a bare", "harness_overhead"),
+    ("ptqcore latency with telemetry", "telemetry_overhead"),
+    ("ptqcore one-pass entropy", "calibration_speed"),
+    ("ONNX Runtime INT8 layouts", "int8_layouts"),
+)
+
+
+def kind_of_measurement(measurement: str) -> str:
+    """The :data:`ENTRY_KINDS` name of an entry written before entries carried ``kind`` ("" if none)."""
+    return next((kind for prefix, kind in _MEASUREMENT_PREFIXES if measurement.startswith(prefix)), "")
+
+
+_NUMBER, _INT, _TEXT, _FLAG, _LIST, _OBJECT = (float,), (int,), (str,), (bool,), (list,), (dict,)
+#: Every field a record may hold and its JSON type(s) (``None`` is always allowed: not measured).
+#: A backend may add fields of its own; those are kept but not checked.
+RECORD_FIELDS = {
+    # identity and outcome
+    "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
+    "batch_size": _INT, "calibration": _TEXT, "dataset": _TEXT, "status": _TEXT, "skip_reason": _TEXT,
+    "problems": _LIST, "limits": _OBJECT,
+    # compression
+    "export_s": _NUMBER, "build_s": _NUMBER, "calibration_s": _NUMBER, "export_s_rounds": _LIST,
+    "build_s_rounds": _LIST, "calibration_s_rounds": _LIST,
+    # size and accuracy
+    "size_bytes": _INT, "size_bytes_base": _INT, "size_reduction": _NUMBER, "top1": _NUMBER, "top5": _NUMBER,
+    "top1_base": _NUMBER, "accuracy_drop_pp": _NUMBER, "agreement_top1": _NUMBER, "eval_images": _INT,
+    "reference": _TEXT, "artifact_sha256": _TEXT, "artifact_reused": _FLAG, "artifact_path": _TEXT,
+    # INT8: how it was quantized, and the drop split against the fake-quant reference
+    "int8_recipe": _TEXT, "activation_type": _TEXT, "weight_type": _TEXT, "per_channel": _FLAG,
+    "reduce_range": _FLAG, "int8_strategy": _TEXT, "cpu_isa": _TEXT, "top1_reference": _NUMBER,
+    "agreement_reference": _NUMBER, "accuracy_drop_quantization_pp": _NUMBER, "accuracy_drop_kernel_pp": _NUMBER,
+    # latency
+    "latency_ms": _OBJECT, "throughput_ips": _NUMBER, "first_inference_ms": _NUMBER, "latency_rounds": _INT,
+    "speedup_vs_fp32": _NUMBER, "speedup_vs_base": _NUMBER, "gpu_compute_ms": _OBJECT,
+    # resources, energy and the machine while measuring
+    "resources": _OBJECT, "energy_j_per_inference": _NUMBER, "energy": _OBJECT, "stability": _OBJECT,
+    "machine_state": _OBJECT, "machine_load": _OBJECT,
+    # TensorRT engines
+    "engine_path": _TEXT, "engine_build": _OBJECT, "layers": _INT, "layers_by_precision": _OBJECT,
+    "reformat_layers": _INT, "reformat_layers_from_qdq": _INT, "detailed": _FLAG,
+    "cuda_graph": _FLAG, "cuda_graph_reason": _TEXT, "engine_input_shape": _OBJECT,
+}
 
 FIGURES = (
     "export_s",

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..compare import KEY_FIELDS, Run, load_runs, read_document
-from ..records import speedups
+from ..compare import Run, run_from_file
+from ..records import KEY_FIELDS, speedups
+from ..runfile import load_run_files
 
 #: Order of precisions in tables and figures; others follow in name order.
 PRECISION_ORDER = ("base", "fp32", "fp16", "int8")
@@ -130,17 +131,14 @@ class RunView:
 
 
 def load_report_runs(paths: Sequence) -> List[RunView]:
-    """Read and validate the runs with :func:`ptqcore.compare.load_runs` (raises its
-    :class:`~ptqcore.compare.CompareError`), then keep each run's full records for the figures."""
-    runs = load_runs(paths)
+    """Read and validate the runs through the one loader (:func:`ptqcore.runfile.load_run_files`,
+    raising its :class:`~ptqcore.runfile.RunFileError`) and keep each run's full records for the figures."""
     views = []
-    for path, run in zip(paths, runs):
-        document = read_document(Path(path))
-        records = [r for r in document["ptqcore"]["records"]]
-        machine = document.get("machine_info") if isinstance(document.get("machine_info"), dict) else {}
+    for path, run_file in zip(paths, load_run_files(paths)):
+        machine = run_file.machine_info
         section = machine.get("ptqcore") if isinstance(machine.get("ptqcore"), dict) else {}
         environment = section.get("environment") if isinstance(section.get("environment"), dict) else {}
-        views.append(RunView(str(path), run, case_views(records), environment))
+        views.append(RunView(str(path), run_from_file(run_file), case_views(run_file.records), environment))
     return views
 
 

@@ -180,9 +180,12 @@ class TrtRunner(GpuRunner):
 
     def census(self) -> Optional[dict]:
         """:func:`engine_census` of the loaded engine (call while active), with :meth:`graph_status`
-        merged in (``cuda_graph``, ``cuda_graph_reason``), so the record says how it was run."""
+        merged in (``cuda_graph``, ``cuda_graph_reason``) and the input shape it ran at
+        (``engine_input_shape``, what ``scripts/accept_tensorrt.py`` gives trtexec), so the record
+        says how it was run."""
         census = engine_census(self.engine, self._trt)
-        return {**(census or {}), **self.graph_status()}
+        shape = {"engine_input_shape": {self._input.name: [int(d) for d in self._shape]}}
+        return {**(census or {}), **self.graph_status(), **shape}
 
     # -- inference ------------------------------------------------------------------------------
     def _set_shape(self, shape: Tuple[int, ...]) -> None:

@@ -1,0 +1,299 @@
+"""The one reader of ptqcore run files: the JSON that ``pytest benchmarks/ --benchmark-json FILE`` writes.
+
+``ptqcore compare``, ``ptqcore report`` and ``scripts/accept_tensorrt.py`` read runs only through
+:func:`load_run_files` / :func:`load_run_file`; the plugin is the only writer (see
+:mod:`ptqcore.records` for the schema). Loading checks, with a one-line :class:`RunFileError` for
+anything unusable (never a traceback):
+
+* the file: readable, UTF-8, JSON, not truncated, not nested deeper than :data:`MAX_DEPTH`,
+  pytest-benchmark's layout with a ``ptqcore`` section of a known ``schema_version``;
+* each record: an object with the identity fields, a known status, one record per case, and every
+  field of :data:`~ptqcore.records.RECORD_FIELDS` it has of its declared JSON type;
+* each benchmark entry: its ``kind`` (:data:`~ptqcore.records.ENTRY_KINDS`; files written before
+  ``kind`` existed are read by their ``measurement`` text), its raw samples numbers;
+* the copies: a figure the JSON holds twice must agree. Every entry's ``extra_info`` repeats its
+  case's record, and a latency entry's raw samples (``stats.data``, or pytest-benchmark's
+  ``stats.median`` / ``stats.rounds`` without them) are the samples the record's ``latency_ms``
+  was computed from: an edited or damaged copy is an error, so that no comparison can take
+  percentiles from one copy and samples from another.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import PtqError, error_line
+from .records import ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, STATUSES, kind_of_measurement
+from .stats import percentile
+
+#: Schema versions of ``output["ptqcore"]`` this ptqcore can read.
+SUPPORTED_SCHEMAS = (SCHEMA_VERSION,)
+#: No benchmark run is nested deeper than this; deeper documents are refused, never recursed into.
+MAX_DEPTH = 100
+#: Relative difference allowed between two copies of one figure (JSON round-trips floats exactly;
+#: this only absorbs the different summation order of a median recomputed from samples).
+COPY_TOLERANCE = 1e-9
+_PASS_RUN = "pass the file pytest --benchmark-json wrote"
+_RERUN = "re-run the benchmarks with this ptqcore"
+
+
+class RunFileError(PtqError):
+    """A run file that cannot be used: unreadable, not ptqcore JSON, another schema, inconsistent."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pytest-benchmark entry of a case: its kind, raw samples (s) when kept, and summary."""
+
+    kind: str
+    case: str
+    samples_s: Optional[Tuple[float, ...]]
+    median_s: Optional[float]
+    rounds: Optional[int]
+    extra_info: Mapping
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A validated run: its records (one per case, file order), benchmark entries and machine info."""
+
+    source: str
+    schema_version: int
+    records: Tuple[Mapping, ...]
+    entries: Tuple[Entry, ...]
+    machine_info: Mapping
+
+    def entries_of(self, kind: str) -> Dict[str, Entry]:
+        """The entries of one kind by case id."""
+        return {entry.case: entry for entry in self.entries if entry.kind == kind}
+
+
+def load_run_file(path) -> RunFile:
+    """Read and validate one run (raises :class:`RunFileError`)."""
+    return load_run_files([path])[0]
+
+
+def load_run_files(paths: Sequence) -> List[RunFile]:
+    """Read and validate runs that are used together (compared, reported side by side).
+
+    Their schema versions must agree and be known; agreement is checked first, so two runs of
+    different schemas are reported as such rather than as one unknown schema.
+    """
+    documents = [(str(path), read_document(Path(path))) for path in paths]
+    versions = [(source, schema_version(document, source)) for source, document in documents]
+    if len({version for _, version in versions}) > 1:
+        listed = ", ".join(f"{Path(source).name} has {version}" for source, version in versions)
+        raise RunFileError(f"the runs have different ptqcore schema versions ({listed})",
+                           "use runs written with the same schema: re-run the older one with this ptqcore")
+    return [run_file_from_document(document, source) for source, document in documents]
+
+
+def read_document(path: Path) -> dict:
+    """The pytest-benchmark JSON object in ``path`` (raises :class:`RunFileError` for any unusable file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(f"{path} does not exist", "check the path (pytest --benchmark-json writes it)") from None
+    except IsADirectoryError:
+        raise RunFileError(f"{path} is a directory", _PASS_RUN) from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is not JSON (not UTF-8 text)", _PASS_RUN) from None
+    except OSError as err:
+        raise RunFileError(f"{path} cannot be read ({err.strerror})", "check the file's permissions") from None
+    if not text.strip():
+        raise RunFileError(f"{path} is empty", "re-run the benchmarks: the run that wrote it did not finish")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        if _cut_off(err):
+            raise RunFileError(
+                f"{path} is truncated JSON (it ends at line {err.lineno} in the middle of a value)",
+                "re-run the benchmarks: the run that wrote it was cut off",
+            ) from None
+        where = f"{err.msg} at line {err.lineno} column {err.colno}"
+        raise RunFileError(f"{path} is not valid JSON ({where})", _PASS_RUN) from None
+    except (RecursionError, ValueError) as err:  # too deep for the parser; an integer beyond Python's digit limit
+        deep = isinstance(err, RecursionError)
+        raise RunFileError(f"{path} " + ("is nested too deeply" if deep else f"is not usable JSON ({error_line(err)})"),
+                           _PASS_RUN) from None
+    problem = _structure_problem(document)
+    if problem:
+        raise RunFileError(f"{path} {problem}", _PASS_RUN)
+    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
+        raise RunFileError(f"{path} is not pytest-benchmark JSON (no 'benchmarks' list)",
+                           "pass the file written by pytest benchmarks/ --benchmark-json FILE")
+    return document
+
+
+def _structure_problem(document) -> Optional[str]:
+    """Why a parsed document cannot be walked or printed (None when it can): nesting deeper than
+    :data:`MAX_DEPTH`, or a string or key that is not UTF-8 (a lone ``\\ud800`` escape)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        texts = [value] if isinstance(value, str) else list(value) if isinstance(value, dict) else []
+        if any(text.encode("utf-8", "surrogatepass") != text.encode("utf-8", "replace") for text in texts):
+            return "has a string with an unpaired surrogate escape (\\ud800-\\udfff)"
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((item, depth + 1) for item in inner if isinstance(item, (dict, list, str)))
+    return None
+
+
+def _cut_off(err: json.JSONDecodeError) -> bool:
+    """True when the text is valid JSON so far and merely ends too early (a truncated file)."""
+    if err.msg.startswith("Unterminated string"):
+        return True
+    if not err.msg.startswith("Expecting"):
+        return False
+    # what follows the error position is empty or the start of a number or a literal
+    return re.fullmatch(r"\s*([-+.eE0-9]*|t(r(u)?)?|f(a(l(s)?)?)?|n(u(l)?)?)\s*", err.doc[err.pos :]) is not None
+
+
+def schema_version(document: Mapping, source: str) -> int:
+    """``document["ptqcore"]["schema_version"]`` (raises :class:`RunFileError` when absent or not a whole number)."""
+    section = document.get("ptqcore")
+    if not isinstance(section, dict) or "schema_version" not in section:
+        raise RunFileError(
+            f"{source} has no ptqcore schema_version (pytest-benchmark JSON, but not written by the ptqcore suite)",
+            "run the suite with its plugin: pytest benchmarks/ --benchmark-json FILE",
+        )
+    version = section["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise RunFileError(f"{source} has an unknown ptqcore schema_version {version!r}",
+                           f"this ptqcore reads schema {_supported()}: re-run the benchmarks with it")
+    return version
+
+
+def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
+    """A :class:`RunFile` from a parsed pytest-benchmark document (raises :class:`RunFileError`)."""
+    version = schema_version(document, source)
+    if version not in SUPPORTED_SCHEMAS:
+        raise RunFileError(
+            f"{source} has ptqcore schema_version {version}, which this ptqcore (schema {_supported()}) does not know",
+            "upgrade ptqcore (pip install -U ptqcore) or use the ptqcore that wrote the file",
+        )
+    records = document["ptqcore"].get("records")
+    if not isinstance(records, list):
+        raise RunFileError(f"{source} has no ptqcore records list", _RERUN)
+    by_case: Dict[str, Mapping] = {}
+    for number, record in enumerate(records, start=1):
+        _check_record(record, f"{source}: record #{number}")
+        if str(record["case"]) in by_case:
+            raise RunFileError(f"{source} has two records of case {record['case']}", "pass the JSON of one pytest run")
+        by_case[str(record["case"])] = record
+    entries = tuple(_entry(entry, source) for entry in document.get("benchmarks", []))
+    for entry in entries:
+        _check_copies(entry, by_case.get(entry.case), source)
+    machine = document.get("machine_info")
+    return RunFile(source, version, tuple(records), tuple(e for e in entries if e.case),
+                   machine if isinstance(machine, dict) else {})
+
+
+def _supported() -> str:
+    return ", ".join(map(str, SUPPORTED_SCHEMAS))
+
+
+def _check_record(record, where: str) -> None:
+    if not isinstance(record, dict):
+        raise RunFileError(f"{where} is not an object", _RERUN)
+    missing = [name for name in ("case", "status", *KEY_FIELDS) if name not in record]
+    if missing:
+        raise RunFileError(f"{where} lacks {', '.join(missing)}", _RERUN)
+    odd = [name for name in KEY_FIELDS if not isinstance(record[name], (str, int, float, type(None)))]
+    if odd:
+        raise RunFileError(f"{where} has a non-scalar {', '.join(odd)}", _RERUN)
+    if record["status"] not in STATUSES:
+        raise RunFileError(f"{where} ({record['case']}) has unknown status {record['status']!r}",
+                           f"status must be one of {', '.join(STATUSES)}: {_RERUN}")
+    for name, types in RECORD_FIELDS.items():
+        value = record.get(name)
+        if value is not None and not _of_type(value, types):
+            expected = " or ".join(_JSON_NAMES[t] for t in types)
+            raise RunFileError(f"{where} ({record['case']}): {name} = {_short(value)} is not {expected}", _RERUN)
+
+
+_JSON_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true/false", list: "a list", dict: "an object"}
+
+
+def _of_type(value, types: Tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, (int, float)) and (int in types or float in types):
+        return True  # counts may come back as 3.0 from other JSON writers: a number is what matters
+    return isinstance(value, types)
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _entry(entry, source: str) -> Entry:
+    if not isinstance(entry, dict):
+        raise RunFileError(f"{source}: a benchmark entry is not an object", "pass pytest-benchmark JSON")
+    extra = entry.get("extra_info") if isinstance(entry.get("extra_info"), dict) else {}
+    case = str(extra.get("case", "")) if "case" in extra else ""
+    kind = extra.get("kind")
+    if kind is None:  # written before entries carried their kind
+        kind = kind_of_measurement(str(extra.get("measurement", "")))
+    if case and kind not in ENTRY_KINDS:
+        raise RunFileError(f"{source}: the benchmark entry of {case} has unknown kind {kind!r}",
+                           f"kind must be one of {', '.join(ENTRY_KINDS)}: {_RERUN}")
+    stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
+    data = stats.get("data")
+    if data is not None and not (isinstance(data, list) and all(_finite(v) for v in data)):
+        raise RunFileError(f"{source}: the raw samples of {case or entry.get('name')} are not numbers", _RERUN)
+    rounds = stats.get("rounds")
+    return Entry(
+        kind=str(kind), case=case,
+        samples_s=tuple(float(v) for v in data) if data is not None else None,
+        median_s=float(stats["median"]) if _finite(stats.get("median")) else None,
+        rounds=rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None,
+        extra_info=extra,
+    )
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_copies(entry: Entry, record: Optional[Mapping], source: str) -> None:
+    """Raise when a figure stored twice disagrees (see the module docstring)."""
+    if record is None:
+        return
+    where = f"{source}: {entry.case}"
+    for name, value in entry.extra_info.items():
+        if name in record and name in RECORD_FIELDS and not _same(value, record[name]):
+            raise RunFileError(f"{where}: the benchmark entry's {name} differs from the case's record",
+                               f"the file was edited or damaged: {_RERUN}")
+    latency = record.get("latency_ms")
+    if entry.kind != "latency" or not isinstance(latency, dict):
+        return
+    n = latency.get("n")
+    counted = len(entry.samples_s) if entry.samples_s is not None else entry.rounds
+    if counted is not None and n is not None and counted != n:
+        raise RunFileError(f"{where}: the record's latency_ms.n is {n} but the benchmark entry has {counted} rounds",
+                           f"the file was edited or damaged: {_RERUN}")
+    median_ms = (percentile(sorted(entry.samples_s), 50) if entry.samples_s
+                 else entry.median_s if entry.median_s is not None else None)
+    if median_ms is not None and _finite(latency.get("p50")) and not _close(median_ms * 1000.0, latency["p50"]):
+        raise RunFileError(
+            f"{where}: the record's latency p50 {latency['p50']:.6g} ms is not the median of the benchmark's"
+            f" samples ({median_ms * 1000.0:.6g} ms)", f"the file was edited or damaged: {_RERUN}")
+
+
+def _same(a, b) -> bool:
+    if _finite(a) and _finite(b):
+        return _close(float(a), float(b))
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= COPY_TOLERANCE * max(abs(a), abs(b), 1e-12)
