@@ -42,7 +42,7 @@ from .models import (
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions, physical_cores
 from .calibration import NUM_BINS, RANGES_VERSION
-from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
+from .quantize import prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
@@ -289,7 +289,7 @@ class Suite:
         """
         import onnxruntime
 
-        recipe = replace(QuantRecipe.for_onnxruntime_cpu(case.recipe), percentile=self.options.percentile)
+        recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
         images = data.calibration_arrays()
         if scratch is not None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..case import Case
+
+if TYPE_CHECKING:
+    from ..quantize import QuantRecipe
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class Backend(abc.ABC):
     def artifact_details(self, artifact: Path) -> dict:
         """Backend-specific facts about a built artifact for its record (none by default)."""
         return {}
+
+    def int8_recipe(self, case: Case) -> QuantRecipe:
+        """How this backend quantizes ``case`` (calibration method, layout): the one place each
+        backend calls a :class:`~ptqcore.quantize.QuantRecipe` constructor."""
+        raise NotImplementedError(f"{self.name} does not quantize to INT8 from ranges")
 
     def int8_record_fields(self, case: Case) -> dict:
         """How this backend's INT8 model of ``case`` was quantized (``int8_recipe`` and its parts)."""

@@ -75,11 +75,11 @@ class OnnxRuntimeBackend(Backend):
 
         return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
 
-    def recipe(self, case: Case) -> QuantRecipe:
+    def int8_recipe(self, case: Case) -> QuantRecipe:
         return QuantRecipe.for_onnxruntime_cpu(case.recipe, self.int8_layout)
 
     def int8_record_fields(self, case: Case) -> dict:
-        return self.recipe(case).record_fields()
+        return self.int8_recipe(case).record_fields()
 
     def int8_reference_onnx(self, case: Case, int8: Int8Inputs, out_path: Path) -> Path:
         return self.build(case, int8.prepared_onnx, out_path, int8)
@@ -87,7 +87,7 @@ class OnnxRuntimeBackend(Backend):
     def artifact_inputs(self, case: Case, source_sha256) -> dict:
         inputs = super().artifact_inputs(case, source_sha256)
         if case.precision is Precision.INT8:
-            inputs["recipe"] = self.recipe(case).as_dict()
+            inputs["recipe"] = self.int8_recipe(case).as_dict()
         return inputs
 
     def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
@@ -99,7 +99,7 @@ class OnnxRuntimeBackend(Backend):
         if case.precision is Precision.INT8:
             if int8 is None:
                 raise ValueError("an INT8 build needs the prepared model and its calibration ranges")
-            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.recipe(case), out_path)
+            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.int8_recipe(case), out_path)
         raise ValueError(f"{self.name} does not build {case.precision.value}")
 
     def runner(self, case: Case, artifact: Path) -> Runner:

@@ -14,7 +14,8 @@ from ...errors import PtqError
 from ...quantize import QuantRecipe
 from ...store import file_sha256
 from ..base import Backend, Int8Inputs, Runner
-from .build import EngineBuildInfo, build_info_path, engine_from_onnx, read_build_info, tensorrt_qdq_onnx
+from .build import (EngineBuildInfo, build_info_path, engine_from_onnx, read_build_info, tensorrt_qdq_onnx,
+                    tensorrt_recipe)
 from .capabilities import (
     PRECISIONS,
     TrtCapabilities,
@@ -130,11 +131,11 @@ class TensorRTBackend(Backend):
     def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
         return self.build_engine(case, onnx_path, out_path, int8).engine_path
 
-    def _int8_recipe(self, case: Case) -> QuantRecipe:
-        return QuantRecipe.for_tensorrt(case.recipe or self.options.calibration_method)
+    def int8_recipe(self, case: Case) -> QuantRecipe:
+        return tensorrt_recipe(case.recipe or self.options.calibration_method)
 
     def int8_record_fields(self, case: Case) -> dict:
-        return {**self._int8_recipe(case).record_fields(), "int8_strategy": self.options.int8_strategy}
+        return {**self.int8_recipe(case).record_fields(), "int8_strategy": self.options.int8_strategy}
 
     def int8_needs_ranges(self, case: Case) -> bool:
         """Explicit INT8 builds from ptqcore's ranges; the study's implicit path calibrates inside

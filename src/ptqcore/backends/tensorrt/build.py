@@ -82,12 +82,15 @@ def read_build_info(engine_path: Path) -> dict:
 
 
 # -- building ------------------------------------------------------------------------------------------
+def tensorrt_recipe(calibration_method: str) -> QuantRecipe:
+    """The one place the TensorRT backend's INT8 recipe is chosen: :meth:`QuantRecipe.for_tensorrt`."""
+    return QuantRecipe.for_tensorrt(calibration_method)
+
+
 def tensorrt_qdq_onnx(int8: Int8Inputs, calibration_method: str, out_path: Path) -> Path:
     """The Q/DQ ONNX TensorRT builds INT8 from: the prepared model quantized from the shared ranges
-    file with :meth:`QuantRecipe.for_tensorrt` (the ONNX Runtime INT8 model uses the same ranges)."""
-    return qdq_onnx_from_onnx(
-        int8.prepared_onnx, int8.ranges, QuantRecipe.for_tensorrt(calibration_method), out_path
-    )
+    file with :func:`tensorrt_recipe` (the ONNX Runtime INT8 model uses the same ranges)."""
+    return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, tensorrt_recipe(calibration_method), out_path)
 
 
 def _recording_logger(trt):
