@@ -29,6 +29,8 @@ class Precision(str, enum.Enum):
 
 
 PRECISION_NAMES = tuple(p.value for p in Precision)
+#: The precisions phase 2 produces, in :class:`Precision` order (what backends build, what thresholds name).
+COMPRESSED_PRECISION_NAMES = tuple(p.value for p in Precision if p.compressed)
 
 #: The backend that runs ``base`` cases: PyTorch, on the model's own weights.
 BASE_BACKEND = "torch"

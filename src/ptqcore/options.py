@@ -1,17 +1,24 @@
 """Everything a run depends on, as one frozen value: :class:`SuiteOptions`.
 
-The pytest plugin maps its options onto these fields one to one; library users build one directly.
+Every option is declared once, here: a field, its default and (for those the command line sets) its
+``--ptq-*`` flag. The pytest plugin generates its options from these declarations; library users
+build a :class:`SuiteOptions` directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from .case import DEFAULT_CALIBRATION, Precision
-from .export import DEFAULT_OPSET
+from . import option_types as types
+from .backends import BACKEND_NAMES
+from .case import DEFAULT_CALIBRATION, PRECISION_NAMES, Precision
+from .cpu_isa import INT8_RECIPE_CHOICES
+from .data import DATASETS
+from .export import DEFAULT_OPSET, EXPORTERS
 from .models import IMAGENET_MEAN, IMAGENET_STD
+from .quantize import CALIBRATIONS
 from .store import default_cache_dir
 
 #: Input side used when the data set is digits (8x8 scans upsampled): big enough for every study
@@ -22,45 +29,139 @@ STUDY_IMAGE_SIZE = 224
 
 
 @dataclass(frozen=True)
-class SuiteOptions:
-    """Everything a run depends on; the pytest options map onto these fields one to one."""
+class Flag:
+    """How a :class:`SuiteOptions` field is set from the command line: ``--ptq-*`` flag, value parser
+    (:mod:`ptqcore.option_types`), and help. ``action`` is argparse's (``store_true`` /
+    ``store_false`` flags take no value). The field's default is the option's default."""
 
-    models: Tuple[str, ...] = ("study",)
-    precisions: Tuple[Precision, ...] = tuple(Precision)
-    backends: Tuple[str, ...] = ("onnxruntime",)
-    batch_sizes: Tuple[int, ...] = (1,)
-    dataset: str = "digits"
-    data_root: Optional[Path] = None
-    calibration_size: int = 128
-    eval_size: Optional[int] = None
-    eval_batch_size: int = 16
-    calibrations: Tuple[str, ...] = (DEFAULT_CALIBRATION,)
-    int8_recipe: str = "auto"
-    percentile: float = 99.999
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    weights: str = "auto"
-    image_size: Optional[int] = None
-    opset: int = DEFAULT_OPSET
-    exporter: str = "legacy"
-    compress_rounds: int = 3
-    compress_warmup: int = 1
-    latency_min_rounds: int = 20
-    latency_min_seconds: float = 1.0
+    name: str
+    parse: Optional[Callable[[str], object]] = None
+    metavar: Optional[str] = None
+    help: str = ""
+    choices: Optional[Tuple[str, ...]] = None
+    action: Optional[str] = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+
+def _option(default=MISSING, flag: Optional[Flag] = None, factory=MISSING):
+    metadata = {"flag": flag} if flag is not None else {}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _flag(name: str, parse=None, metavar=None, help="", **kwargs) -> Flag:
+    return Flag(name, parse, metavar, help, **kwargs)
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Everything a run depends on. Each field is declared once, with its default and, where the
+    command line sets it, its :class:`Flag`: the pytest plugin generates its options from these
+    declarations (:func:`flags`) and builds the value back with :func:`options_from_values`."""
+
+    models: Tuple[str, ...] = _option(("study",), _flag(
+        "--ptq-models", types.models, "LIST", "models, presets (study, quick, tiny, all), globs ('mobilenet*'),"
+        " torchvision names or .onnx/.pt files, comma-separated (default: study = the study's six)"))
+    precisions: Tuple[Precision, ...] = _option(tuple(Precision), _flag(
+        "--ptq-precisions", types.precisions, "LIST", f"precisions to run: {', '.join(PRECISION_NAMES)} (default: all)"))
+    backends: Tuple[str, ...] = _option(("onnxruntime",), _flag(
+        "--ptq-backends", types.choices(BACKEND_NAMES), "LIST",
+        f"compression backends: {', '.join(BACKEND_NAMES)} (default: onnxruntime); base always runs on PyTorch"))
+    batch_sizes: Tuple[int, ...] = _option((1,), _flag(
+        "--ptq-batch-sizes", types.ints_at_least(1), "LIST", "batch sizes to time (default: 1)"))
+    dataset: str = _option("digits", _flag(
+        "--ptq-dataset", help="data set (default: digits, offline)", choices=DATASETS))
+    data_root: Optional[Path] = _option(None, _flag(
+        "--ptq-data-root", types.existing_dir, "DIR", "folder of the data set (imagefolder, cifar100, flowers102)"))
+    calibration_size: int = _option(128, _flag(
+        "--ptq-calibration-size", types.int_at_least(1), "N", "calibration images for INT8 (default: 128, as the study)"))
+    eval_size: Optional[int] = _option(None, _flag(
+        "--ptq-eval-size", types.int_at_least(1), "N",
+        "evaluation images (default: the whole held-out split, at most 2500)"))
+    eval_batch_size: int = _option(16, _flag(
+        "--ptq-eval-batch-size", types.int_at_least(1), "N", "batch size of the accuracy pass (default: 16)"))
+    calibrations: Tuple[str, ...] = _option((DEFAULT_CALIBRATION,), _flag(
+        "--ptq-calibration", types.calibrations, "LIST",
+        f"INT8 calibration methods, one INT8 case each, all from one statistics pass: {', '.join(CALIBRATIONS)}"
+        f" or all (default: {DEFAULT_CALIBRATION}, the study's: TensorRT's entropy calibrator)"))
+    percentile: float = _option(99.999, _flag(
+        "--ptq-percentile", types.percentile, "P",
+        "the percentile of |x| the percentile method clips at (default: 99.999)"))
+    int8_recipe: str = _option("auto", _flag(
+        "--ptq-int8-recipe", help="ONNX Runtime INT8 layout: auto (chosen for this CPU: u8s8 with VNNI,"
+        " u8s8-reduce-range on x86 without VNNI, s8s8 on ARM64), u8s8, s8s8 or u8s8-reduce-range (default: auto)",
+        choices=INT8_RECIPE_CHOICES))
+    cache_dir: Path = _option(flag=_flag(
+        "--ptq-cache-dir", types.path, "DIR", "artifact cache (default: $PTQCORE_CACHE_DIR or ~/.cache/ptqcore)"),
+        factory=default_cache_dir)
+    weights: str = _option("auto", _flag(
+        "--ptq-weights", metavar="MODE", help="base weights: auto, train, head (the study's frozen ImageNet backbone"
+        " + new head), imagenet, or a directory of <model>.pt state dicts (default: auto = train on digits, head"
+        " elsewhere)"))
+    image_size: Optional[int] = _option(None, _flag(
+        "--ptq-image-size", types.int_at_least(8), "PX", "model input side (default: 32 on digits, 224 elsewhere)"))
+    opset: int = _option(DEFAULT_OPSET, _flag(
+        "--ptq-opset", types.int_at_least(7), "N", f"ONNX opset of phase 1 (default: {DEFAULT_OPSET})"))
+    exporter: str = _option("legacy", _flag(
+        "--ptq-exporter", help="torch ONNX exporter (default: legacy)", choices=EXPORTERS))
+    compress_rounds: int = _option(3, _flag(
+        "--ptq-compress-rounds", types.int_at_least(1), "N", "timed compression rounds per case (default: 3, so"
+        " that the default sweep stays within 5 minutes on a warm cache; the study used 5)"))
+    compress_warmup: int = _option(1, _flag(
+        "--ptq-compress-warmup", types.int_at_least(0), "N", "untimed compression rounds first (default: 1, as the study)"))
+    latency_min_rounds: int = _option(20, _flag(
+        "--ptq-latency-min-rounds", types.int_at_least(1), "N", "at least this many timed inferences (default: 20)"))
+    latency_min_seconds: float = _option(1.0, _flag(
+        "--ptq-latency-min-time", types.positive_float, "S", "and at least this many seconds of them (default: 1.0)"))
     latency_max_rounds: int = 100_000
     warmup_calls: int = 10
-    warmup_seconds: float = 0.5
-    threads: int = 0
-    seed: int = 0
-    train_epochs: int = 8
-    trt_workspace_mib: Optional[int] = None
-    trt_int8: str = "explicit"
-    trt_cuda_graph: bool = False
-    telemetry: bool = True
-    telemetry_interval: float = 0.2
-    telemetry_samples: bool = False
-    file_input_size: int = 224
-    file_mean: Tuple[float, float, float] = IMAGENET_MEAN
-    file_std: Tuple[float, float, float] = IMAGENET_STD
+    warmup_seconds: float = _option(0.5, _flag(
+        "--ptq-warmup-time", types.positive_float, "S", "warm-up before timing, at least 10 calls (default: 0.5 s)"))
+    threads: int = _option(0, _flag(
+        "--ptq-threads", types.int_at_least(0), "N",
+        "intra-op threads for ONNX Runtime and PyTorch alike (default: 0 = the physical cores)"))
+    seed: int = _option(0, _flag("--ptq-seed", int, "N", "seed for splits and training (default: 0)"))
+    train_epochs: int = _option(8, _flag(
+        "--ptq-train-epochs", types.int_at_least(1), "N", "epochs when training (default: 8)"))
+    trt_workspace_mib: Optional[int] = _option(None, _flag(
+        "--ptq-trt-workspace", types.int_at_least(1), "MIB",
+        "TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)"))
+    trt_int8: str = _option("explicit", _flag(
+        "--ptq-trt-int8", help="TensorRT INT8: explicit Q/DQ from ptqcore's calibration (default), or the study's"
+        " implicit entropy calibrator (TensorRT < 11 only)", choices=("explicit", "implicit-entropy")))
+    trt_cuda_graph: bool = _option(False, _flag(
+        "--ptq-trt-cuda-graph", help="replay TensorRT inference from a captured CUDA graph", action="store_true"))
+    telemetry: bool = _option(True, _flag(
+        "--ptq-no-telemetry", help="do not sample CPU / GPU / memory / power during compression and inference",
+        action="store_false"))
+    telemetry_interval: float = _option(0.2, _flag(
+        "--ptq-telemetry-interval", types.positive_float, "S",
+        "resource sampling interval (default: 0.2 s; jtop is held to >= 0.5 s)"))
+    telemetry_samples: bool = _option(False, _flag(
+        "--ptq-telemetry-samples", help="keep the raw timestamped telemetry samples of every phase in the records"
+        " (for plots)", action="store_true"))
+    file_input_size: int = _option(224, _flag(
+        "--ptq-model-input-size", types.int_at_least(8), "PX", "input side of .onnx/.pt model files (default: 224)"))
+    file_mean: Tuple[float, float, float] = _option(IMAGENET_MEAN, _flag(
+        "--ptq-model-mean", types.three_floats, "R,G,B", "normalization mean of model files (default: ImageNet)"))
+    file_std: Tuple[float, float, float] = _option(IMAGENET_STD, _flag(
+        "--ptq-model-std", types.three_positive_floats, "R,G,B", "normalization std of model files (default: ImageNet)"))
+
+
+def flags() -> List[Tuple[str, Flag]]:
+    """(field name, :class:`Flag`) of every :class:`SuiteOptions` field the command line sets, in order."""
+    return [(f.name, f.metadata["flag"]) for f in fields(SuiteOptions) if "flag" in f.metadata]
+
+
+def options_from_values(get: Callable[[str], object]) -> SuiteOptions:
+    """The :class:`SuiteOptions` of parsed option values: ``get(dest)`` is the parsed value of a
+    flag, or None where it was not given (the field's default applies)."""
+    values = {name: get(flag.dest) for name, flag in flags()}
+    return SuiteOptions(**{name: value for name, value in values.items() if value is not None})
 
 
 def physical_cores() -> int:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
+from .case import COMPRESSED_PRECISION_NAMES
 from .errors import ThresholdsError
 
 if sys.version_info >= (3, 11):
@@ -48,7 +49,7 @@ else:  # pragma: no cover - exercised on Python 3.8-3.10 (JetPack 5 and 6)
 
 LIMIT_KEYS = ("max_accuracy_drop_pp", "min_size_reduction", "max_kernel_drop_pp")
 COMPARE_KEYS = ("latency_factor", "p_value", "accuracy_pp", "size_factor", "build_factor", "energy_factor")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = COMPRESSED_PRECISION_NAMES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..case import Case, Precision
+from ..case import COMPRESSED_PRECISION_NAMES, Case, Precision
 from ..quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
 from .base import Backend, Int8Inputs, Runner
 
@@ -50,7 +50,7 @@ class OrtRunner(Runner):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = COMPRESSED_PRECISION_NAMES
     artifact_suffix = ".onnx"
     int8_artifact_is_reference = True
 

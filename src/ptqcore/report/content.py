@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..case import PRECISION_NAMES
 from ..compare import Run, run_from_file
 from ..records import KEY_FIELDS, speedups
 from ..runfile import load_run_files
 
 #: Order of precisions in tables and figures; others follow in name order.
-PRECISION_ORDER = ("base", "fp32", "fp16", "int8")
+PRECISION_ORDER = PRECISION_NAMES
 #: Telemetry phases in the order they happen in a case.
 PHASES = ("export", "calibration", "build", "idle", "inference")
 #: Environment keys named on every figure and in the environment table, when known.

@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
+from ...case import COMPRESSED_PRECISION_NAMES
 from ...errors import PtqError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = COMPRESSED_PRECISION_NAMES
 #: ``explicit``: Q/DQ ONNX calibrated by ptqcore (every version); ``implicit-entropy``: TensorRT's
 #: own entropy calibrator with a calibration cache (TensorRT < 11).
 INT8_STRATEGIES = ("explicit", "implicit-entropy")
