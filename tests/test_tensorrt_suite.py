@@ -11,6 +11,7 @@ from fakes.devices import FakeCudaDevice
 from fakes.tensorrt_fakes import make_tensorrt
 
 import ptqcore.suite as suite_module
+from ptqcore.backends import torch_base
 from ptqcore.backends.tensorrt import TensorRTBackend, TrtDevice
 from ptqcore.backends.torch_base import TorchCudaRunner
 from ptqcore.case import Case, Precision
@@ -32,7 +33,7 @@ def trt_suite(request, monkeypatch, tiny_cache, tiny_settings):
 
     monkeypatch.setattr(suite_module, "get_backend", get_backend)
     # the PyTorch base of TensorRT cases runs on the same (fake) CUDA device
-    monkeypatch.setattr(suite_module, "TorchCudaRunner", lambda model: TorchCudaRunner(model, device=device))
+    monkeypatch.setattr(torch_base, "TorchCudaRunner", lambda model: TorchCudaRunner(model, device=device))
     # a private copy of the session's warm cache: the tiny model is trained once per session, not here
     options = SuiteOptions(models=("tiny",), backends=("onnxruntime", "tensorrt"), batch_sizes=(1, 4),
                            cache_dir=tiny_cache, telemetry=False, **tiny_settings)

@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from .backends import BACKEND_NAMES
-from .case import BASE_BACKEND, Case, Precision
+from .backends import ALL_BACKEND_NAMES
+from .case import Case, Precision
 from .data import DATASETS
 from .errors import PtqError
 from .json_output import benchmark_json_takes_a_file, check_writable, json_output_path
@@ -104,7 +104,7 @@ def pytest_configure(config) -> None:
         thresholds = load_thresholds(config.getoption("ptq_thresholds"))
         suite = Suite(options, thresholds, _terminal_report(config))
         suite.check_model_files()
-        for warning in check_names(thresholds, set(suite.specs), BACKEND_NAMES + (BASE_BACKEND,), DATASETS):
+        for warning in check_names(thresholds, set(suite.specs), ALL_BACKEND_NAMES, DATASETS):
             _terminal_report(config)(f"warning: {warning}")
     except PtqError as err:
         raise pytest.UsageError(str(err)) from None

@@ -24,7 +24,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 from . import __version__
 from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
-from .backends.torch_base import TorchCudaRunner, TorchRunner
 from .case import BASE_BACKEND, Case, Precision, build_matrix
 from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
@@ -148,20 +147,8 @@ class Suite:
         reason = self.specs[case.model].unsupported_reason(case.backend, case.precision.value)
         if reason:
             return reason
-        if case.backend == BASE_BACKEND:
-            return self._base_device_reason(case.device)
         backend = self.backend(case.backend)
         return backend.unavailable_reason() or backend.unsupported_reason(case)
-
-    @staticmethod
-    def _base_device_reason(device: str) -> Optional[str]:
-        """Why PyTorch cannot run the base on ``device`` here (None when it can)."""
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                return "PyTorch sees no CUDA GPU, so the base cannot run on cuda"
-        return None
 
     # -- memoisation that remembers failures --------------------------------------------------
     def _once(self, key: tuple, make: Callable[[], object]):
@@ -243,7 +230,7 @@ class Suite:
     # -- phase 1: PyTorch -> ONNX ---------------------------------------------------------------
     def export_settings(self, backend_name: Optional[str] = None) -> Tuple[str, int]:
         """(exporter, opset) of the ONNX file a backend builds from: the options', or the backend's own."""
-        if backend_name in (None, BASE_BACKEND):
+        if backend_name is None:
             return self.options.exporter, self.options.opset
         return self.backend(backend_name).export_settings(self.options.exporter, self.options.opset)
 
@@ -404,11 +391,8 @@ class Suite:
     # -- inference ----------------------------------------------------------------------------
     def runner(self, case: Case) -> Runner:
         """A fresh (not yet entered) runner for the case."""
-        if case.precision is Precision.BASE:
-            if case.device == "cuda":
-                return TorchCudaRunner(self.base_model(case.model).module)
-            return TorchRunner(self.base_model(case.model).module, self.threads)
-        return self.backend(case.backend).runner(case, self.artifact(case).path)
+        artifact = self.base_model(case.model).module if case.precision is Precision.BASE else self.artifact(case).path
+        return self.backend(case.backend).runner(case, artifact)
 
     def sample_batch(self, case: Case):
         return self.dataset(case.model).sample_batch(case.batch_size)

@@ -1,4 +1,7 @@
-"""Backends by name. ``torch`` runs the base cases; the others run compressed artifacts.
+"""Backends by name: the registry. ``torch`` runs the base cases; the others run compressed artifacts.
+
+Adding a backend is one module with a :class:`~ptqcore.backends.base.Backend` subclass and one
+entry in :func:`get_backend` (and :data:`BACKEND_NAMES` when users select it with ``--ptq-backends``).
 
 ``get_backend(name)`` raises :class:`~ptqcore.errors.UsageError` for names it does not know.
 Backends that exist in the product but cannot run here still get a name and a reason, so their
@@ -10,10 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..case import BASE_BACKEND
 from ..errors import UsageError
 from .base import Backend, Int8Inputs, Runner
 
+#: The compression backends (``--ptq-backends``).
 BACKEND_NAMES = ("onnxruntime", "tensorrt")
+#: Every registered backend, the base's included (what thresholds overrides may name).
+ALL_BACKEND_NAMES = BACKEND_NAMES + (BASE_BACKEND,)
 
 
 def tensorrt_unavailable_reason() -> Optional[str]:
@@ -31,6 +38,10 @@ def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[
     (TensorRT's timing cache); None for builds that must start from nothing, such as timed rounds.
     ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``.
     ``int8_layout`` is ONNX Runtime's INT8 layout (:data:`ptqcore.cpu_isa.INT8_RECIPES`)."""
+    if name == BASE_BACKEND:
+        from .torch_base import TorchBaseBackend
+
+        return TorchBaseBackend(threads=threads)
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
@@ -45,4 +56,5 @@ def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[
     raise UsageError(f"unknown backend {name!r}", f"use one of {', '.join(BACKEND_NAMES)}")
 
 
-__all__ = ["Backend", "Runner", "Int8Inputs", "BACKEND_NAMES", "get_backend", "tensorrt_unavailable_reason"]
+__all__ = ["Backend", "Runner", "Int8Inputs", "BACKEND_NAMES", "ALL_BACKEND_NAMES", "get_backend",
+           "tensorrt_unavailable_reason"]

@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 
-from .base import Runner
+from ..case import BASE_BACKEND, Case, Precision
+from .base import Backend, Int8Inputs, Runner
 from .cuda import CudaDevice, GpuRunner, GpuTimer
+
+
+class TorchBaseBackend(Backend):
+    """Runs the ``base`` cases: the model's own PyTorch weights, eagerly, on each device that the
+    selected compression backends use (so every compressed case has a base on its device). It
+    builds nothing: its "artifact" is the base model the suite trained or loaded."""
+
+    name = BASE_BACKEND
+    precisions = (Precision.BASE.value,)
+
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def unsupported_reason(self, case: Case) -> Optional[str]:
+        """Not a base case, or a device PyTorch cannot use here."""
+        reason = super().unsupported_reason(case)
+        if reason is None and case.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "PyTorch sees no CUDA GPU, so the base cannot run on cuda"
+        return reason
+
+    def versions(self) -> dict:
+        import torch
+
+        return {"torch": torch.__version__}
+
+    def build(self, case: Case, onnx_path: Path, out_path: Path, int8: Optional[Int8Inputs]) -> Path:
+        raise NotImplementedError("the base is the PyTorch model itself; nothing is built from ONNX")
+
+    def runner(self, case: Case, artifact) -> Runner:
+        """A runner of ``artifact``, the base ``nn.Module``, on the case's device."""
+        if case.device == "cuda":
+            return TorchCudaRunner(artifact)
+        return TorchRunner(artifact, self.threads)
 
 
 class TorchRunner(Runner):
