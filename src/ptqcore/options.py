@@ -61,6 +61,8 @@ class SuiteOptions:
     file_input_size: int = 224
     file_mean: Tuple[float, float, float] = IMAGENET_MEAN
     file_std: Tuple[float, float, float] = IMAGENET_STD
+    #: JSON file of class folder -> output index for models with fixed outputs (:mod:`ptqcore.class_map`)
+    class_map: Optional[Path] = None
 
 
 def physical_cores() -> int:

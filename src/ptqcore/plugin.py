@@ -22,6 +22,7 @@ import pytest
 
 from .backends import BACKEND_NAMES
 from .case import BASE_BACKEND, DEFAULT_CALIBRATION, PRECISION_NAMES, Case, Precision
+from .class_map import load_class_map
 from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .errors import PtqError
@@ -128,6 +129,15 @@ def _three_positive_floats(text: str) -> tuple:
     return values
 
 
+def _class_map_file(text: str) -> Path:
+    """A ``--ptq-class-map`` file that reads as one (:func:`~ptqcore.class_map.load_class_map`)."""
+    try:
+        load_class_map(Path(text))
+    except PtqError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return Path(text).expanduser()
+
+
 def _existing_dir(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_dir():
@@ -149,6 +159,9 @@ def pytest_addoption(parser) -> None:
     add("--ptq-dataset", choices=DATASETS, default="digits", help="data set (default: digits, offline)")
     add("--ptq-data-root", type=_existing_dir, default=None, metavar="DIR",
         help="folder of the data set (imagefolder, cifar100, flowers102)")
+    add("--ptq-class-map", type=_class_map_file, default=None, metavar="FILE",
+        help="JSON object of class folder -> output index for models with fixed outputs (model files, --ptq-weights"
+        " imagenet) on an imagefolder (default where the widths differ: numeric folder names, or ImageNet WordNet ids)")
     add("--ptq-calibration-size", type=_int_at_least(1), default=128, metavar="N",
         help="calibration images for INT8 (default: 128, as the study)")
     add("--ptq-eval-size", type=_int_at_least(1), default=None, metavar="N",
@@ -227,6 +240,7 @@ def options_from_config(config) -> SuiteOptions:
         batch_sizes=tuple(get("ptq_batch_sizes")),
         dataset=get("ptq_dataset"),
         data_root=get("ptq_data_root"),
+        class_map=get("ptq_class_map"),
         calibration_size=get("ptq_calibration_size"),
         eval_size=get("ptq_eval_size"),
         eval_batch_size=get("ptq_eval_batch_size"),
