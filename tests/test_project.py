@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,3 +63,30 @@ def test_import_is_cheap_and_needs_no_heavy_library():
     code = "import sys, ptqcore, ptqcore.case, ptqcore.stats; print(sorted(m for m in ('torch','onnxruntime','tensorrt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _setuptools_version():
+    try:
+        import setuptools
+    except ImportError:
+        return (0,)
+    return tuple(int(part) for part in re.findall(r"\d+", setuptools.__version__)[:2])
+
+
+@pytest.mark.skipif(_setuptools_version() < (64,), reason="building the wheel offline needs setuptools >= 64 installed")
+def test_the_wheel_ships_the_imagenet_wordnet_ids(tmp_path):
+    """A non-editable install has ``imagenet1k_wnids.txt`` (package data), so WordNet-id folders map there too."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(str(ROOT / name), str(tmp_path / name))
+    shutil.copytree(str(ROOT / "src"), str(tmp_path / "src"), ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(tmp_path)], capture_output=True, check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("ptqcore-*.whl")
+    with zipfile.ZipFile(str(wheel)) as archive:
+        shipped = archive.read("ptqcore/imagenet1k_wnids.txt")
+    assert shipped == (ROOT / "src" / "ptqcore" / "imagenet1k_wnids.txt").read_bytes()

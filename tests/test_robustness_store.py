@@ -172,3 +172,52 @@ def test_two_processes_build_an_entry_once(tmp_path):
     assert sorted(reused for reused, _ in outcomes) == [False, True]
     waiter = next(messages for reused, messages in outcomes if reused)
     assert "(built by another run)" in waiter[0]
+
+
+#: One suite run of the end-to-end test below: the tiny model on digits, trained for one epoch on
+#: 8x8 inputs (cheap: the point is who trains, not how well). It loads its data, says it is ready,
+#: waits for the go file, then asks for the base model.
+SUITE_RUN = """
+import sys, time
+from pathlib import Path
+from ptqcore.suite import Suite, SuiteOptions
+cache, ready, go = map(Path, sys.argv[1:4])
+suite = Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, train_epochs=1, image_size=8,
+                           eval_size=20), report=print)
+suite.dataset("tiny_cnn")
+ready.touch()
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("sha256", suite.base_model("tiny_cnn").file.sha256, flush=True)
+"""
+
+
+def test_two_suite_runs_started_together_on_one_empty_cache_train_the_base_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    readies = [tmp_path / f"ready-{i}" for i in range(2)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core each: two runs on two cores, no spinning threads
+    runs = [subprocess.Popen([sys.executable, "-c", SUITE_RUN, str(cache), str(ready), str(go)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for ready in readies]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(ready.exists() for ready in readies):
+            assert time.monotonic() < deadline and all(run.poll() is None for run in runs), "a run did not get ready"
+            time.sleep(0.05)
+        go.touch()  # both ask for the base model now
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    built = [out for out in outputs if "built base model tiny_cnn" in out]
+    waited = [out for out in outputs if "reused cached base model tiny_cnn (train on digits) (built by another run)" in out]
+    assert len(built) == 1 and len(waited) == 1 and built != waited, outputs
+    assert sum(out.count("training tiny_cnn: epoch") for out in outputs) == 1
+    hashes = {line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("sha256 ")}
+    assert len(hashes) == 1 and len(list((cache / "base").glob("*/model.pt"))) == 1

@@ -11,14 +11,16 @@ Sources (``load_dataset``):
 
 Every source ends as a :class:`DataSet` with a train part and an evaluation part. The calibration
 subset is drawn from the train part and the evaluation subset from the evaluation part, both
-seeded, so they are disjoint by construction (:func:`split_pool`, :func:`seeded_sample`).
+seeded, so they are disjoint by construction (:func:`split_pool`, :func:`seeded_sample`). When
+nothing is trained on the data (a model file, ImageNet weights) one pool is not split: calibration
+is drawn from all of it and every other image is evaluated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -86,14 +88,26 @@ class ImageSource:
         for start in range(0, len(indices), batch_size):
             yield self.arrays(indices[start : start + batch_size])
 
+    def relabelled(self, outputs: Sequence[int]) -> "ImageSource":
+        """The same images, with label ``k`` read as ``outputs[k]``."""
+        load = self._load
+
+        def relabel(i: int) -> Tuple[np.ndarray, int]:
+            image, label = load(i)
+            return image, outputs[label]
+
+        return ImageSource(self._n, relabel, self.describe)
+
 
 @dataclass
 class DataSet:
     """A data set ready for the suite: its parts, its subsets and a content fingerprint.
 
     ``train`` and ``evaluation`` index into ``train_part`` and ``eval_part``; ``calibration`` is a
-    seeded subset of ``train``. ``fingerprint`` changes when the data or the split changes, and
-    is part of every cache key built from this data.
+    seeded subset of ``train``. ``fingerprint`` changes when the data, the split or the labels
+    change, and is part of every cache key built from this data. ``class_names`` are an image
+    folder's class folders (label ``k`` is ``class_names[k]``; None for the other sources);
+    ``label_outputs`` is set by :meth:`relabelled`: the model output each class's label now is.
     """
 
     name: str
@@ -104,6 +118,18 @@ class DataSet:
     calibration: List[int]
     evaluation: List[int]
     fingerprint: str
+    class_names: Optional[Tuple[str, ...]] = None
+    label_outputs: Optional[Tuple[int, ...]] = None
+
+    def relabelled(self, outputs: Sequence[int]) -> "DataSet":
+        """This data set with class ``k`` labelled ``outputs[k]`` wherever labels are read (training and
+        evaluation alike); the fingerprint covers the new labels. The images and subsets are the same."""
+        table = tuple(int(output) for output in outputs)
+        if len(table) != self.num_classes:
+            raise ValueError(f"{len(table)} outputs given for {self.num_classes} classes")
+        key = f"{self.fingerprint}|labels={','.join(map(str, table))}"
+        return replace(self, train_part=self.train_part.relabelled(table), eval_part=self.eval_part.relabelled(table),
+                       fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], label_outputs=table)
 
     def calibration_arrays(self) -> np.ndarray:
         return self.train_part.arrays(self.calibration)[0]
@@ -124,10 +150,15 @@ def load_dataset(
     calibration_size: int = 128,
     evaluation_size: Optional[int] = None,
     seed: int = 0,
+    trains: bool = True,
 ) -> DataSet:
     """Load data set ``name`` preprocessed for a model input, with seeded disjoint subsets.
 
     ``evaluation_size`` None takes the whole evaluation part, capped at :data:`DEFAULT_MAX_EVAL`.
+    ``trains`` False says nothing will be trained on the data: a single pool (digits, an image
+    folder without ``train/`` and ``val/``) is then not split; the calibration subset is drawn from
+    all of it, ``train`` is that subset, and the evaluation part is every other image. Sources with
+    their own splits keep them (calibration from the train split, evaluation from the held-out one).
     Everything is checked here, before any training: an ImageFolder's files are read once (their
     bytes make the fingerprint, and each image is decoded), so a corrupt or non-image file, or a
     data set of fewer than two classes, is a :class:`DataError` now (listing every bad file).
@@ -145,24 +176,31 @@ def load_dataset(
         if not root.is_dir():
             raise DataError(f"data root {root} does not exist", "pass the folder that holds the data set")
         parts = {"imagefolder": _imagefolder, "cifar100": _cifar100, "flowers102": _flowers102}[name](root, preprocess)
-    train_part, eval_part, shared, num_classes, content_id = parts
+    train_part, eval_part, shared, num_classes, content_id, class_names = parts
     if num_classes < 2:
         raise DataError(
             f"data set {name!r} has {num_classes} class(es): a classifier needs at least two",
             "give the data set two or more class folders (ROOT/CLASS/IMAGE)",
         )
-    if shared:
+    if shared and trains:
         train, evaluation_pool = split_pool(len(train_part), DEFAULT_EVAL_FRACTION, seed)
+        sizes = f"train part {len(train)}, evaluation part {len(evaluation_pool)}"
+    elif shared:  # nothing to train: the pool is calibration first, and every other image is evaluated
+        train, evaluation_pool = list(range(len(train_part))), None
+        sizes = f"{len(train_part)} images, calibration and evaluation together"
     else:
         train, evaluation_pool = list(range(len(train_part))), list(range(len(eval_part)))
-    if evaluation_size is None:
-        evaluation_size = min(len(evaluation_pool), DEFAULT_MAX_EVAL)
+        sizes = f"train split {len(train)}, evaluation split {len(evaluation_pool)}"
     try:
         calibration = seeded_sample(train, calibration_size, seed + 1)
+        if evaluation_pool is None:
+            train, evaluation_pool = calibration, sorted(set(train) - set(calibration))
+        if evaluation_size is None:
+            evaluation_size = min(len(evaluation_pool), DEFAULT_MAX_EVAL)
         evaluation = seeded_sample(evaluation_pool, evaluation_size, seed + 2)
     except ValueError as err:
         raise DataError(
-            f"{name}: {err} (train part {len(train)}, evaluation part {len(evaluation_pool)})",
+            f"{name}: {err} ({sizes})",
             "lower --ptq-calibration-size / --ptq-eval-size or use a larger data set",
         ) from None
     key = f"{content_id}|{preprocess}|seed={seed}|cal={calibration}|eval={evaluation}"
@@ -175,6 +213,7 @@ def load_dataset(
         calibration=calibration,
         evaluation=evaluation,
         fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
+        class_names=class_names,
     )
 
 
@@ -200,7 +239,7 @@ def _digits(preprocess: Preprocess):
     labels = bunch.target.astype(np.int64)
     source = ImageSource(len(labels), lambda i: (normalized[i], int(labels[i])), "sklearn digits")
     content = hashlib.sha256(bunch.images.tobytes() + bunch.target.tobytes()).hexdigest()[:16]
-    return source, source, True, 10, f"digits:{content}"
+    return source, source, True, 10, f"digits:{content}", None
 
 
 def _pil_transform(preprocess: Preprocess):
@@ -252,6 +291,7 @@ def _imagefolder(root: Path, preprocess: Preprocess):
         shared,
         len(train.classes),
         f"imagefolder:{content}",
+        tuple(train.classes),
     )
 
 
@@ -320,7 +360,7 @@ def _cifar100(root: Path, preprocess: Preprocess):
         ) from None
     folder = root / CIFAR100.base_folder
     content = _digest_files([folder / name for name in ("train", "test", "meta")])
-    return _torchvision_source(train, "cifar100 train"), _torchvision_source(test, "cifar100 test"), False, 100, f"cifar100:{content}"
+    return _torchvision_source(train, "cifar100 train"), _torchvision_source(test, "cifar100 test"), False, 100, f"cifar100:{content}", None
 
 
 def _flowers102(root: Path, preprocess: Preprocess):
@@ -337,4 +377,4 @@ def _flowers102(root: Path, preprocess: Preprocess):
         ) from None
     folder = root / "flowers-102"
     content = _digest_files([folder / "imagelabels.mat", folder / "setid.mat", *sorted((folder / "jpg").glob("*.jpg"))])
-    return _torchvision_source(train, "flowers102 train"), _torchvision_source(test, "flowers102 test"), False, 102, f"flowers102:{content}"
+    return _torchvision_source(train, "flowers102 train"), _torchvision_source(test, "flowers102 test"), False, 102, f"flowers102:{content}", None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import UsageError
+from .errors import PtqError, UsageError, error_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -289,22 +289,44 @@ def _valid_names_hint() -> str:
     )
 
 
-def file_output_width(spec: ModelSpec, size: int) -> Optional[int]:
-    """How many classes a user's model file predicts (None where an ONNX file leaves it symbolic);
-    :class:`UsageError` when its output is not 2-D ``(N, classes)`` logits."""
+def file_output_width(spec: ModelSpec, size: int) -> int:
+    """How many classes a user's model file predicts: from an ONNX file's output shape, else from one
+    run on zeros. :class:`UsageError` when its output is not 2-D ``(N, classes)`` logits or it does
+    not run on a ``size`` x ``size`` RGB input."""
     if spec.source == "onnx":
         import onnx
 
         dims = onnx.load(str(spec.path), load_external_data=False).graph.output[0].type.tensor_type.shape.dim
         if len(dims) != 2:
             raise UsageError(f"model {spec.name} returns a {len(dims)}-D output", "give a classifier with (N, classes) logits")
-        return dims[1].dim_value if dims[1].HasField("dim_value") else None
+        if dims[1].HasField("dim_value"):
+            return dims[1].dim_value
+    try:
+        logits = _run_on_zeros(spec, size)
+    except PtqError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch.jit and onnxruntime raise many kinds for a model that does not run
+        raise UsageError(f"model {spec.name} does not run on a {size}x{size} RGB input ({error_line(err)})",
+                         "check --ptq-model-input-size, or give a classifier that takes one NCHW float input") from None
+    if getattr(logits, "ndim", None) != 2:
+        raise UsageError(f"model {spec.name} does not return 2-D logits", "give a classifier with (N, classes) logits")
+    return int(logits.shape[1])
+
+
+def _run_on_zeros(spec: ModelSpec, size: int):
+    """The model file's output for an all-zero input (ONNX: its fixed batch size, or 1 where symbolic)."""
+    import numpy as np
+
+    if spec.source == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(spec.path), providers=["CPUExecutionProvider"])
+        batch = session.get_inputs()[0].shape[0]
+        feed = np.zeros((batch if isinstance(batch, int) else 1, 3, size, size), dtype=np.float32)
+        return session.run(None, {session.get_inputs()[0].name: feed})[0]
     import torch
 
     from .training import load_torchscript
 
     with torch.no_grad():
-        logits = load_torchscript(spec.path)(torch.zeros(1, 3, size, size))
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise UsageError(f"model {spec.name} does not return 2-D logits", "give a classifier with (N, classes) logits")
-    return int(logits.shape[1])
+        return load_torchscript(spec.path)(torch.zeros(1, 3, size, size))

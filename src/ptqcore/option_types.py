@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from .case import Precision
+from .class_map import load_class_map
 from .errors import PtqError
 from .models import looks_like_model_file, resolve_model_names
 from .quantize import CALIBRATIONS
@@ -101,6 +102,15 @@ def three_positive_floats(text: str) -> tuple:
     if not all(value > 0 for value in values):
         raise argparse.ArgumentTypeError(f"{text!r}: a standard deviation must be > 0 (it divides the pixels)")
     return values
+
+
+def class_map_file(text: str) -> Path:
+    """A ``--ptq-class-map`` file that reads as one (:func:`~ptqcore.class_map.load_class_map`)."""
+    try:
+        load_class_map(Path(text))
+    except PtqError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return Path(text).expanduser()
 
 
 def existing_dir(text: str) -> Path:

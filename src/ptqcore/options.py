@@ -77,6 +77,11 @@ class SuiteOptions:
         "--ptq-dataset", help="data set (default: digits, offline)", choices=DATASETS))
     data_root: Optional[Path] = _option(None, _flag(
         "--ptq-data-root", types.existing_dir, "DIR", "folder of the data set (imagefolder, cifar100, flowers102)"))
+    #: JSON file of class folder -> output index for models with fixed outputs (:mod:`ptqcore.class_map`)
+    class_map: Optional[Path] = _option(None, _flag(
+        "--ptq-class-map", types.class_map_file, "FILE", "JSON object of class folder -> output index for models with"
+        " fixed outputs (model files, --ptq-weights imagenet) on an imagefolder (default where the widths differ:"
+        " numeric folder names, or ImageNet WordNet ids)"))
     calibration_size: int = _option(128, _flag(
         "--ptq-calibration-size", types.int_at_least(1), "N", "calibration images for INT8 (default: 128, as the study)"))
     eval_size: Optional[int] = _option(None, _flag(

@@ -25,9 +25,10 @@ from . import __version__
 from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
 from .case import BASE_BACKEND, Case, Precision, build_matrix
+from .class_map import dataset_for_model
 from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
-from .errors import ModelLoadError, UsageError
+from .errors import ModelLoadError
 from .int8_reference import int8_figures, reference_predictions
 from .export import check_onnx, onnx_from_torch
 from .models import (
@@ -35,7 +36,6 @@ from .models import (
     Preprocess,
     get_model_spec,
     file_model_names,
-    file_output_width,
     resolve_model_names,
     spec_from_file,
 )
@@ -115,20 +115,10 @@ class Suite:
                 load_torchscript(spec.path)
 
     def check_output_widths(self) -> None:
-        """A :class:`UsageError` before any work when a model's logits are not one column per class
-        of the data set (a 1,000-class model on a 10-class folder would score 0.0 and "pass")."""
+        """Every model's data set now: a :class:`UsageError` before any work when a model's outputs cannot
+        be matched to the data set's classes (a 1,000-class model on 10 folders would score 0.0 and "pass")."""
         for model in self.specs:
-            width, data = self._output_width(model), self.dataset(model)
-            if width is not None and width != data.num_classes:
-                raise UsageError(f"model {model} predicts {width} classes but data set {data.name} has {data.num_classes}",
-                                 "give a model with one output per class, or --ptq-weights train/head for a new head")
-
-    def _output_width(self, model: str) -> Optional[int]:
-        """The model's number of outputs where it is fixed before training (files, ImageNet weights)."""
-        spec = self.specs[model]
-        if spec.source in ("onnx", "torchscript"):
-            return file_output_width(spec, self.preprocess(model).size)
-        return 1000 if resolve_weight_mode(self.options.weights, self.options.dataset) == "imagenet" else None
+            self.dataset(model)
 
     def cases(self) -> List[Tuple[Case, Optional[str]]]:
         """Every case of the matrix with the reason it cannot run here (None if it can).
@@ -174,10 +164,14 @@ class Suite:
         return spec.preprocess.with_size(size)
 
     def dataset(self, model: str) -> DataSet:
-        preprocess = self.preprocess(model)
-        return self._once(("dataset", preprocess), lambda: load_dataset(
+        """The data set as ``model`` sees it: split and labelled for it (:func:`~ptqcore.class_map.dataset_for_model`)."""
+        return self._once(("dataset", model), lambda: dataset_for_model(self, model))
+
+    def load_data(self, preprocess: Preprocess, trains: bool) -> DataSet:
+        """The data set loaded once per preprocessing and split (``trains``: see :func:`~ptqcore.data.load_dataset`)."""
+        return self._once(("data", preprocess, trains), lambda: load_dataset(
             self.options.dataset, preprocess, self.options.data_root,
-            self.options.calibration_size, self.options.eval_size, self.options.seed,
+            self.options.calibration_size, self.options.eval_size, self.options.seed, trains,
         ))
 
     # -- phase 0: the base model ----------------------------------------------------------------

@@ -5,8 +5,8 @@
 * ``train``: random initialisation, the whole network trained on the data set (offline default);
 * ``head``: the study's protocol: torchvision's ImageNet weights, backbone frozen, a new
   classification head trained on the data set;
-* ``imagenet``: torchvision's ImageNet weights as they are (a 1000-class data set such as ImageNet
-  val laid out as an image folder);
+* ``imagenet``: torchvision's ImageNet weights as they are, 1,000 outputs (an image folder of
+  ImageNet classes, its folders mapped onto those outputs by :mod:`ptqcore.class_map`);
 * a directory: ``DIR/<model>.pt`` holds a state dict for the model with the data set's classes.
 
 ImageNet weights come from torch hub's cache (``$TORCH_HOME/hub/checkpoints``) and are downloaded
@@ -218,7 +218,9 @@ def make_base_model(
     recipe: TrainRecipe,
     report: Callable[[str], None],
 ):
-    """A PyTorch FP32 classifier for ``spec`` with ``num_classes`` outputs, weights per ``mode``."""
+    """A PyTorch FP32 classifier for ``spec`` with ``num_classes`` outputs, weights per ``mode``
+    (``imagenet``: ImageNet's 1,000 outputs whatever ``num_classes`` is; the suite maps the data
+    set's classes onto them, :mod:`ptqcore.class_map`)."""
     import torch
 
     torch.manual_seed(recipe.seed)
@@ -229,11 +231,6 @@ def make_base_model(
         model = spec.factory(1000)
         model.load_state_dict(imagenet_state_dict(spec))
         if mode == "imagenet":
-            if num_classes != 1000:
-                raise UsageError(
-                    f"--ptq-weights imagenet keeps the 1000 ImageNet classes but the data set has {num_classes}",
-                    "use --ptq-weights head (new head trained on the data set) or an ImageNet-layout folder",
-                )
             return model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
