@@ -10,7 +10,7 @@ ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantiza
 * "There is no such issue on other CPU architectures (x64 with VNNI and ARM)";
 * "S8S8 with QDQ is the default setting ... It should be the first choice" (ARM64).
 
-On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured, DESIGN.md section 4), so it
+On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured: README, "INT8 on different CPUs"), so it
 stays the x86 choice there. :func:`recipe_for_isa` is a pure function of the detected flags so
 that every CPU family is unit-tested on recorded flag sets.
 """

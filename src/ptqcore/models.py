@@ -1,7 +1,7 @@
 """The model registry: which classifiers the suite knows and how to build each one.
 
 A :class:`ModelSpec` says how to make a model (a torchvision factory, a tiny built-in network, or a
-user's TorchScript / ONNX file), its native input size and normalization (:class:`Preprocess`), and
+user's TorchScript / ONNX file), its input normalization (:class:`Preprocess`; a file keeps its given size, a trainable model takes the run's), and
 which backend x precision combinations it cannot run, each with a reason.
 
 Selections accept registry names, globs (``"mobilenet*"``), presets (``study``, ``quick``, ``all``),
@@ -56,7 +56,6 @@ class ModelSpec:
     preprocess: Preprocess
     factory: Optional[Callable[[int], object]] = None
     weights: Optional[str] = None
-    size_class: str = ""
     path: Optional[Path] = None
     unsupported: Mapping[Tuple[str, str], str] = field(default_factory=dict)
 
@@ -80,7 +79,7 @@ class ModelSpec:
 
 _REGISTRY: Dict[str, ModelSpec] = {}
 
-#: The study's six models (REFERENCE.md), small / medium / large by size in MB.
+#: The study's six models (README, "What a run does"), small / medium / large by size in MB.
 STUDY_MODELS = (
     "mobilenet_v3_small",
     "mobilenet_v3_large",
@@ -120,30 +119,19 @@ def _torchvision_factory(name: str) -> Callable[[int], object]:
     return factory
 
 
-def _register_torchvision(name: str, weights: Optional[str], size: int, size_class: str) -> None:
-    register(
-        ModelSpec(
-            name=name,
-            source="torchvision",
-            preprocess=Preprocess(size),
-            factory=_torchvision_factory(name),
-            weights=weights,
-            size_class=size_class,
-        )
-    )
-
-
-for _name, _weights, _size, _class in (
-    ("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 224, "small"),
-    ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 224, "small"),
-    ("efficientnet_b1", "EfficientNet_B1_Weights.IMAGENET1K_V1", 240, "medium"),
-    ("efficientnet_b3", "EfficientNet_B3_Weights.IMAGENET1K_V1", 300, "medium"),
-    ("densenet169", "DenseNet169_Weights.IMAGENET1K_V1", 224, "large"),
-    ("densenet201", "DenseNet201_Weights.IMAGENET1K_V1", 224, "large"),
-    ("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 224, "medium"),
-    ("resnet50", "ResNet50_Weights.IMAGENET1K_V1", 224, "large"),
+for _name, _weights in (
+    ("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1"),
+    ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1"),
+    ("efficientnet_b1", "EfficientNet_B1_Weights.IMAGENET1K_V1"),
+    ("efficientnet_b3", "EfficientNet_B3_Weights.IMAGENET1K_V1"),
+    ("densenet169", "DenseNet169_Weights.IMAGENET1K_V1"),
+    ("densenet201", "DenseNet201_Weights.IMAGENET1K_V1"),
+    ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
+    ("resnet50", "ResNet50_Weights.IMAGENET1K_V1"),
 ):
-    _register_torchvision(_name, _weights, _size, _class)
+    # The input side of trainable models is the run's (--ptq-image-size; 224 as the study fed every
+    # model, 32 on digits), not a per-model native size: the study compared all six at 224.
+    register(ModelSpec(_name, "torchvision", Preprocess(224), factory=_torchvision_factory(_name), weights=_weights))
 
 
 def _tiny_cnn(num_classes: int):
@@ -172,7 +160,7 @@ def _tiny_cnn(num_classes: int):
     )
 
 
-register(ModelSpec("tiny_cnn", "builtin", Preprocess(32), factory=_tiny_cnn, size_class="tiny"))
+register(ModelSpec("tiny_cnn", "builtin", Preprocess(32), factory=_tiny_cnn))
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -212,7 +200,7 @@ def spec_from_file(
     path = _checked_model_file(path)
     source = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
     preprocess = Preprocess(size, tuple(float(m) for m in mean), tuple(float(s) for s in std))
-    return ModelSpec(name or path.stem, source, preprocess, path=path.resolve(), size_class="user")
+    return ModelSpec(name or path.stem, source, preprocess, path=path.resolve())
 
 
 def file_model_names(selection: Sequence[str]) -> Dict[str, str]:

@@ -1,4 +1,4 @@
-"""Timed measurements through pytest-benchmark, following the timing rules in DESIGN.md section 5.
+"""Timed measurements through pytest-benchmark, by the timing rules below.
 
 Warm-up is run and discarded first (its first call reported on its own), then the number of
 timed rounds is planned so that it reaches both a minimum count and a minimum duration, and

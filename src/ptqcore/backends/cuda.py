@@ -2,8 +2,8 @@
 
 No pycuda: device memory is owned by torch CUDA tensors (their ``data_ptr()`` is what TensorRT
 gets), work is queued on a dedicated ``torch.cuda.Stream``, and GPU compute time comes from a
-pair of CUDA events recorded on that stream around the compute call only (DESIGN.md section 5,
-rule 3). torch is imported inside the methods, so importing this module costs nothing.
+pair of CUDA events recorded on that stream around the compute call only (the timing rules of
+:mod:`ptqcore.timing`). torch is imported inside the methods, so importing this module costs nothing.
 
 **The timed interval** is trtexec's "GPU Compute Time" with ``--exposeDMA``: there
 (``samples/common/sampleInference.cpp``, ``Iteration::query``, NVIDIA/TensorRT release/8.5 to

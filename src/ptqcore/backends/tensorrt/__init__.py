@@ -4,7 +4,7 @@ TensorRT is imported only inside functions (``import ptqcore.backends.tensorrt``
 it), and every function that uses it takes an optional ``trt`` module, so tests can pass a fake
 that mirrors one version's API. What the installed version offers is read from the names the
 module has (:class:`TrtCapabilities`), not from a table of versions, with the version number used
-only where names are ambiguous. The facts behind the choices are in DESIGN.md section 4:
+only where names are ambiguous. The choices per precision (README, "TensorRT (Jetson and desktop GPUs)"):
 
 * **FP32**: the ONNX file as exported.
 * **FP16**: ``BuilderFlag.FP16`` on TensorRT < 11; on 11 (no precision flags, networks always
