@@ -11,6 +11,7 @@ from fakes.devices import FakeCudaDevice
 from fakes.tensorrt_fakes import make_tensorrt
 
 import ptqcore.suite as suite_module
+from ptqcore import pipeline
 from ptqcore.backends import torch_base
 from ptqcore.backends.tensorrt import TensorRTBackend, TrtDevice
 from ptqcore.backends.torch_base import TorchCudaRunner
@@ -105,8 +106,8 @@ def test_a_timed_implicit_int8_round_runs_no_onnx_runtime_calibration(monkeypatc
         raise AssertionError("an implicit INT8 round ran ptqcore's calibration")
 
     monkeypatch.setattr(suite_module, "get_backend", get_backend)
-    monkeypatch.setattr(suite_module, "prepared_onnx_from_onnx", forbidden)
-    monkeypatch.setattr(suite_module, "statistics_from_onnx", forbidden)
+    monkeypatch.setattr(pipeline, "prepared_onnx_from_onnx", forbidden)
+    monkeypatch.setattr(pipeline, "statistics_from_onnx", forbidden)
     suite = Suite(SuiteOptions(models=("tiny",), backends=("tensorrt",), cache_dir=tiny_cache, telemetry=False,
                                trt_int8="implicit-entropy", **tiny_settings))
     suite.base_model("tiny_cnn")

@@ -5,7 +5,7 @@ benchmarks ask it for what they need; everything expensive is built once (in mem
 session, on disk in the :class:`~ptqcore.store.ArtifactStore` across sessions). A failure is
 remembered too, so one broken model fails its own cases quickly and leaves the others alone.
 
-Pipeline, per model::
+Pipeline, per model (the steps and their composition: :mod:`ptqcore.pipeline`)::
 
     base model (.pt) --phase 1--> model.onnx --phase 2--> fp32 / fp16 artifact
                                       \\--> prepared.onnx --> calibration ranges --> int8 artifact
@@ -30,7 +30,7 @@ from .cpu_isa import detect_cpu_isa, resolve_recipe
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
 from .int8_reference import int8_figures, reference_predictions
-from .export import check_onnx, onnx_from_torch
+from .export import check_onnx
 from .models import (
     ModelSpec,
     Preprocess,
@@ -40,8 +40,7 @@ from .models import (
     spec_from_file,
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions, physical_cores
-from .calibration import NUM_BINS, RANGES_VERSION
-from .quantize import prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
+from .pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
@@ -94,6 +93,8 @@ class Suite:
         #: Intra-op threads of ONNX Runtime and PyTorch alike: the option, or the physical cores.
         self.threads = options.threads or physical_cores()
         self._memo: Dict[tuple, object] = {}
+        #: Where cached builds put each step's output (:mod:`ptqcore.pipeline`): the store, once per session.
+        self.steps = Steps(self.store, once=self._once)
         self._backends: Dict[tuple, object] = {}
 
     # -- the matrix -------------------------------------------------------------------------
@@ -229,25 +230,21 @@ class Suite:
         return self.backend(backend_name).export_settings(self.options.exporter, self.options.opset)
 
     def onnx(self, model: str, settings: Optional[Tuple[str, int]] = None) -> Entry:
-        """Phase 1 for ``model`` with (exporter, opset) ``settings`` (default: the options')."""
+        """Phase 1 for ``model`` with (exporter, opset) ``settings`` (default: the options'); an ONNX
+        model file is its own phase 1, checked once."""
         exporter, opset = settings or self.export_settings()
-        return self._once(("onnx", model, exporter, opset), lambda: self._make_onnx(model, exporter, opset))
-
-    def _make_onnx(self, model: str, exporter: str, opset: int) -> Entry:
         spec = self.specs[model]
         if spec.source == "onnx":
-            check_onnx(spec.path)
-            return entry_for_file(spec.path)
+            def checked() -> Entry:
+                check_onnx(spec.path)
+                return entry_for_file(spec.path)
+
+            return self._once(("onnx-file", model), checked)
         import torch
 
         base = self.base_model(model)
-        size = self.preprocess(model).size
-        inputs = {"base_sha256": base.file.sha256, "size": size, "opset": opset, "exporter": exporter, "torch": torch.__version__}
-        return self.store.get_or_build(
-            "onnx", inputs, "model.onnx",
-            lambda path: onnx_from_torch(base.module, path, size, opset, exporter),
-            f"ONNX of {model} (opset {opset})",
-        )
+        return export_onnx(self.steps, model, base.module, base.file, self.preprocess(model).size, opset, exporter,
+                           torch.__version__).entry
 
     def backend(self, name: str, for_timing: bool = False):
         """Backend ``name``; ``for_timing`` gives one that reuses no cache (timed rounds start from nothing)."""
@@ -260,45 +257,24 @@ class Suite:
         return self._backends[key]
 
     # -- phase 2 ------------------------------------------------------------------------------
-    def int8_inputs(self, case: Case, onnx_path: Optional[Path] = None, scratch: Optional[Path] = None) -> Int8Inputs:
-        """The INT8 steps after phase 1, in one sequence for cached builds and timed rounds alike:
-        pre-processing, the one statistics pass over the calibration images (shared by every
-        method), and the method's ranges (shared by every backend).
-
-        With ``scratch`` None every step goes through the store (and the session memo); with a
-        folder, every step runs from nothing into it from ``onnx_path`` (a timed round).
-        """
-        import onnxruntime
-
+    def calibration(self, case: Case) -> Calibration:
+        """What an INT8 case calibrates on (its images and their fingerprint) and how (its backend's recipe)."""
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
         images = data.calibration_arrays()
-        if scratch is not None:
-            prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
-            stats = statistics_from_onnx(prepared, images, scratch / "statistics.npz", recipe.calibration_batch_size,
-                                         self.threads)
-            return Int8Inputs(prepared, ranges_from_statistics_file(stats, recipe, scratch / "ranges.json"), images)
+        return Calibration(images, data.fingerprint, recipe, self.threads, f"{len(images)} images")
+
+    def _source(self, case: Case) -> Output:
         source = self.onnx(case.model, self.export_settings(case.backend))
-        ort_version = onnxruntime.__version__
-        prepared = self._once(("prepared", source.sha256), lambda: self.store.get_or_build(
-            "prepared", {"source_sha256": source.sha256, "onnxruntime": ort_version}, "prepared.onnx",
-            lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
-        ))
-        stats = self._once(("statistics", prepared.sha256), lambda: self.store.get_or_build(
-            "statistics",
-            {"prepared_sha256": prepared.sha256, "data": data.fingerprint, "batch": recipe.calibration_batch_size,
-             "bins": NUM_BINS, "onnxruntime": ort_version},
-            "statistics.npz",
-            lambda path: statistics_from_onnx(prepared.path, images, path, recipe.calibration_batch_size, self.threads),
-            f"calibration statistics of {case.model} on {len(images)} images (one pass for every method)",
-        ))
-        ranges = self._once(("ranges", stats.sha256, case.recipe), lambda: self.store.get_or_build(
-            "calibration", {"statistics_sha256": stats.sha256, "method": recipe.calibration,
-                            "percentile": recipe.percentile, "version": RANGES_VERSION},
-            "ranges.json", lambda path: ranges_from_statistics_file(stats.path, recipe, path),
-            f"{case.recipe} ranges of {case.model}",
-        ))
-        return Int8Inputs(prepared.path, ranges.path, images)
+        return Output(source.path, source)
+
+    def int8_inputs(self, case: Case) -> Int8Inputs:
+        """The cached INT8 inputs of ``case`` (:func:`ptqcore.pipeline.int8_inputs`): prepared model, ranges, images."""
+        import onnxruntime
+
+        calibration = self.calibration(case)
+        prepared, ranges = int8_inputs(self.steps, case, self._source(case), calibration, onnxruntime.__version__)
+        return Int8Inputs(prepared.path, ranges.path, calibration.images)
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""
@@ -310,21 +286,12 @@ class Suite:
         return (case.model, case.precision, case.backend, case.device, case.recipe, case.batch_size if per_batch else None)
 
     def _make_artifact(self, case: Case) -> Entry:
-        backend = self.backend(case.backend)
-        source = self.onnx(case.model, self.export_settings(case.backend))
-        int8, hashes = None, [source.sha256]
-        if case.precision is Precision.INT8 and backend.int8_needs_ranges(case):
-            int8 = self.int8_inputs(case)
-            hashes += [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)]
-        elif case.precision is Precision.INT8:  # the backend calibrates itself from the images
-            data = self.dataset(case.model)
-            int8, hashes = Int8Inputs(None, None, data.calibration_arrays()), hashes + [data.fingerprint]
-        return self.store.get_or_build(
-            "artifact", backend.artifact_inputs(case, hashes), f"model{backend.artifact_suffix}",
-            lambda path: backend.build(case, source.path, path, int8),
-            f"{case.precision.value} {case.backend} artifact of {case.model}"
-            + (f" for batch {case.batch_size}" if backend.per_batch_artifacts else ""),
-        )
+        import onnxruntime
+
+        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
+        artifact, _ = phase_two(self.steps, self.backend(case.backend), case, self._source(case), calibration,
+                                onnxruntime.__version__, memo=None)
+        return artifact.entry
 
     def new_monitor(self):
         """A fresh :class:`~ptqcore.telemetry.ResourceMonitor` on this machine's sources, or None when off."""
@@ -353,30 +320,25 @@ class Suite:
         def phase(name):
             return monitor.phase(name) if monitor is not None else contextlib.nullcontext()
 
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
         with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch, (monitor or contextlib.nullcontext()):
-            scratch = Path(scratch)
+            steps = Steps(scratch=Path(scratch))
             export_s: Optional[float] = None
+            source = Output(spec.path)
             if spec.has_torch_model:
                 module = self.base_model(case.model).module
                 with phase("export"):
                     started = time.perf_counter()
-                    onnx_path = onnx_from_torch(module, scratch / "model.onnx", size, opset, exporter)
+                    source = export_onnx(steps, case.model, module, None, size, opset, exporter, "")
                     export_s = time.perf_counter() - started
-            else:
-                onnx_path = spec.path
             with phase("build"):
                 started = time.perf_counter()
-                int8, calibration_s = None, None
-                if case.precision is Precision.INT8:
-                    with phase("calibration"):
-                        calibrated = time.perf_counter()
-                        if backend.int8_needs_ranges(case):
-                            int8 = self.int8_inputs(case, onnx_path, scratch)
-                        else:
-                            int8 = Int8Inputs(None, None, self.dataset(case.model).calibration_arrays())
-                        calibration_s = time.perf_counter() - calibrated
-                artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
-                with backend.runner(case, artifact):
+                artifact, calibration_s = phase_two(steps, backend, case, source, calibration, ort_version, memo=None,
+                                                    phase=phase)
+                with backend.runner(case, artifact.path):
                     pass
                 build_s = time.perf_counter() - started
         resources = {name: summary.as_dict() for name, summary in monitor.summaries().items()} if monitor else {}
