@@ -4,6 +4,7 @@ The backend here is a stand-in for our own :class:`~ptqcore.backends.base.Backen
 third-party API is imitated): it records what phase 2 asked it to build from.
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ CASE = Case("m", Precision.INT8, "stand-in", "cpu", 1, "entropy")
 class RecordingBackend(Backend):
     name = "stand-in"
     precisions = ("fp32", "int8")
-    artifact_suffix = ".bin"
+    artifact_suffix = ".onnx"  # as ONNX Runtime's: the artifact is model.onnx, like phase 1's output
 
     def __init__(self, needs_ranges: bool) -> None:
         self.needs_ranges = needs_ranges
@@ -38,7 +39,7 @@ class RecordingBackend(Backend):
 
     def build(self, case: Case, onnx_path: Path, out_path: Path, int8) -> Path:
         self.built.append((Path(onnx_path).name, None if int8 is None else int8.prepared_onnx is not None))
-        Path(out_path).write_bytes(b"artifact of " + Path(onnx_path).read_bytes())
+        shutil.copyfile(onnx_path, out_path)  # as ONNX Runtime's FP32 build: fails if both are one file
         return Path(out_path)
 
     def runner(self, case, artifact):
@@ -68,37 +69,35 @@ def calibration() -> Calibration:
     return Calibration(np.zeros((4, 3, 8, 8), np.float32), "images-v1", QuantRecipe("entropy"), 1, "4 images")
 
 
-def source_in(folder: Path, store=None) -> Output:
-    path = folder / "model.onnx"
-    path.write_bytes(b"onnx")
-    if store is None:
-        return Output(path)
-    entry = store.get_or_build("onnx", {"k": 1}, "model.onnx", lambda p: p.write_bytes(b"onnx"))
-    return Output(entry.path, entry)
+def source_in(steps: Steps) -> Output:
+    """Phase 1's output, made by the same steps (a stand-in export writing model.onnx)."""
+    return steps.run("onnx", lambda: {"k": 1}, "model.onnx", lambda p: p.write_bytes(b"onnx"), "onnx", memo=None)
 
 
 @pytest.mark.parametrize("needs_ranges", [True, False])
 def test_cached_and_timed_builds_run_the_same_steps(tmp_path, fake_int8_steps, needs_ranges):
+    """Same steps, same order, same backend calls; and in a round no step overwrites another's file
+    (an ONNX Runtime FP32 artifact is named model.onnx like phase 1's output)."""
     backend = RecordingBackend(needs_ranges)
     store = ArtifactStore(tmp_path / "cache")
-    cached, seconds = phase_two(Steps(store), backend, CASE, source_in(tmp_path, store), calibration(), "1.0", None)
+    cached, seconds = phase_two(Steps(store), backend, CASE, source_in(Steps(store)), calibration(), "1.0", None)
     cached_calls = list(fake_int8_steps)
     fake_int8_steps.clear()
     scratch = tmp_path / "round"
     scratch.mkdir()
-    timed, timed_seconds = phase_two(Steps(scratch=scratch), backend, CASE, source_in(scratch), calibration(), "1.0",
-                                     None)
+    steps = Steps(scratch=scratch)
+    timed, timed_seconds = phase_two(steps, backend, CASE, source_in(steps), calibration(), "1.0", None)
     assert cached_calls == list(fake_int8_steps) == (["prepared", "statistics", "ranges"] if needs_ranges else [])
     assert backend.built == [("model.onnx", needs_ranges)] * 2
-    assert cached.entry is not None and timed.entry is None and timed.path.parent == scratch
+    assert cached.entry is not None and timed.entry is None and timed.path.parent.parent == scratch
     assert seconds is not None and timed_seconds is not None
 
 
 def test_a_cached_step_is_reused_and_a_timed_step_never_looks_anything_up(tmp_path, fake_int8_steps):
     store = ArtifactStore(tmp_path / "cache")
     backend = RecordingBackend(True)
-    first, _ = phase_two(Steps(store), backend, CASE, source_in(tmp_path, store), calibration(), "1.0", None)
-    again, _ = phase_two(Steps(store), backend, CASE, source_in(tmp_path, store), calibration(), "1.0", None)
+    first, _ = phase_two(Steps(store), backend, CASE, source_in(Steps(store)), calibration(), "1.0", None)
+    again, _ = phase_two(Steps(store), backend, CASE, source_in(Steps(store)), calibration(), "1.0", None)
     assert again.entry.reused and again.entry.sha256 == first.entry.sha256 and len(backend.built) == 1
     scratch = tmp_path / "round"
     scratch.mkdir()
@@ -107,7 +106,7 @@ def test_a_cached_step_is_reused_and_a_timed_step_never_looks_anything_up(tmp_pa
         raise AssertionError("a timed step computed its cache key")
 
     out = Steps(scratch=scratch).run("onnx", never, "x.onnx", lambda p: p.write_text("x"), "x", memo=("x",))
-    assert out.path == scratch / "x.onnx" and out.entry is None
+    assert out.path == scratch / "onnx" / "x.onnx" and out.entry is None
     with pytest.raises(ValueError, match="not hashed"):
         out.sha256
 

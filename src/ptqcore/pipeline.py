@@ -75,9 +75,10 @@ class Steps:
         made once per session under ``memo`` (None: the caller memoizes); scratch: built into the
         folder, ``inputs`` never called."""
         if self.scratch is not None:
-            path = self.scratch / filename
-            build(path)
-            return Output(path)
+            folder = self.scratch / kind  # one folder per step, as in the store: names never collide
+            folder.mkdir(exist_ok=True)
+            build(folder / filename)
+            return Output(folder / filename)
         store = self.store
 
         def make() -> Output:
