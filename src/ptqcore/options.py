@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .case import DEFAULT_CALIBRATION, Precision
+from .case import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, Precision
 from .export import DEFAULT_OPSET
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .store import default_cache_dir
@@ -31,7 +31,8 @@ class SuiteOptions:
     batch_sizes: Tuple[int, ...] = (1,)
     dataset: str = "digits"
     data_root: Optional[Path] = None
-    calibration_size: int = 128
+    #: calibration image counts: one INT8 case per method x size, subsets nested (:mod:`ptqcore.data`)
+    calibration_sizes: Tuple[int, ...] = (DEFAULT_CALIBRATION_SIZE,)
     eval_size: Optional[int] = None
     eval_batch_size: int = 16
     calibrations: Tuple[str, ...] = (DEFAULT_CALIBRATION,)

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import pytest
 
 from .backends import BACKEND_NAMES
-from .case import BASE_BACKEND, DEFAULT_CALIBRATION, PRECISION_NAMES, Case, Precision
+from .case import BASE_BACKEND, DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, PRECISION_NAMES, Case, Precision
 from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .errors import PtqError
@@ -149,8 +149,9 @@ def pytest_addoption(parser) -> None:
     add("--ptq-dataset", choices=DATASETS, default="digits", help="data set (default: digits, offline)")
     add("--ptq-data-root", type=_existing_dir, default=None, metavar="DIR",
         help="folder of the data set (imagefolder, cifar100, flowers102)")
-    add("--ptq-calibration-size", type=_int_at_least(1), default=128, metavar="N",
-        help="calibration images for INT8 (default: 128, as the study)")
+    add("--ptq-calibration-size", type=_ints_at_least(1), default=(DEFAULT_CALIBRATION_SIZE,), metavar="LIST",
+        help="calibration images for INT8, e.g. 32,128,512: one INT8 case per method x size, nested subsets, one"
+        f" statistics pass per size (default: {DEFAULT_CALIBRATION_SIZE}, as the study)")
     add("--ptq-eval-size", type=_int_at_least(1), default=None, metavar="N",
         help="evaluation images (default: the whole held-out split, at most 2500)")
     add("--ptq-eval-batch-size", type=_int_at_least(1), default=16, metavar="N",
@@ -227,7 +228,7 @@ def options_from_config(config) -> SuiteOptions:
         batch_sizes=tuple(get("ptq_batch_sizes")),
         dataset=get("ptq_dataset"),
         data_root=get("ptq_data_root"),
-        calibration_size=get("ptq_calibration_size"),
+        calibration_sizes=tuple(get("ptq_calibration_size")),
         eval_size=get("ptq_eval_size"),
         eval_batch_size=get("ptq_eval_batch_size"),
         calibrations=tuple(get("ptq_calibration")),

@@ -140,7 +140,7 @@ class Suite:
         devices = {name: self.backend(name).device for name in self.options.backends}
         matrix = build_matrix(
             list(self.specs), self.options.precisions, self.options.backends, devices,
-            self.options.batch_sizes, self.options.calibrations,
+            self.options.batch_sizes, self.options.calibrations, self.options.calibration_sizes,
         )
         return [(case, self.skip_reason(case)) for case in matrix]
 
@@ -190,7 +190,7 @@ class Suite:
         preprocess = self.preprocess(model)
         return self._once(("dataset", preprocess), lambda: load_dataset(
             self.options.dataset, preprocess, self.options.data_root,
-            self.options.calibration_size, self.options.eval_size, self.options.seed,
+            self.options.calibration_sizes, self.options.eval_size, self.options.seed,
         ))
 
     # -- phase 0: the base model ----------------------------------------------------------------
@@ -281,8 +281,8 @@ class Suite:
     # -- phase 2 ------------------------------------------------------------------------------
     def int8_inputs(self, case: Case, onnx_path: Optional[Path] = None, scratch: Optional[Path] = None) -> Int8Inputs:
         """The INT8 steps after phase 1, in one sequence for cached builds and timed rounds alike:
-        pre-processing, the one statistics pass over the calibration images (shared by every
-        method), and the method's ranges (shared by every backend).
+        pre-processing, the one statistics pass over the case's calibration images (shared by every
+        method of that size), and the method's ranges (shared by every backend).
 
         With ``scratch`` None every step goes through the store (and the session memo); with a
         folder, every step runs from nothing into it from ``onnx_path`` (a timed round).
@@ -291,7 +291,7 @@ class Suite:
 
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
-        images = data.calibration_arrays()
+        images = data.calibration_arrays(case.calibration_size)
         if scratch is not None:
             prepared = prepared_onnx_from_onnx(onnx_path, scratch / "prepared.onnx")
             stats = statistics_from_onnx(prepared, images, scratch / "statistics.npz", recipe.calibration_batch_size,
@@ -303,10 +303,10 @@ class Suite:
             "prepared", {"source_sha256": source.sha256, "onnxruntime": ort_version}, "prepared.onnx",
             lambda path: prepared_onnx_from_onnx(source.path, path), f"quantization-ready ONNX of {case.model}",
         ))
-        stats = self._once(("statistics", prepared.sha256), lambda: self.store.get_or_build(
+        stats = self._once(("statistics", prepared.sha256, case.calibration_size), lambda: self.store.get_or_build(
             "statistics",
-            {"prepared_sha256": prepared.sha256, "data": data.fingerprint, "batch": recipe.calibration_batch_size,
-             "bins": NUM_BINS, "onnxruntime": ort_version},
+            {"prepared_sha256": prepared.sha256, "data": data.calibration_fingerprint(case.calibration_size),
+             "batch": recipe.calibration_batch_size, "bins": NUM_BINS, "onnxruntime": ort_version},
             "statistics.npz",
             lambda path: statistics_from_onnx(prepared.path, images, path, recipe.calibration_batch_size, self.threads),
             f"calibration statistics of {case.model} on {len(images)} images (one pass for every method)",
@@ -325,8 +325,8 @@ class Suite:
 
     def _artifact_identity(self, case: Case) -> tuple:
         """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
-        per_batch = case.precision.compressed and self.backend(case.backend).per_batch_artifacts
-        return (case.model, case.precision, case.backend, case.device, case.recipe, case.batch_size if per_batch else None)
+        batch = case.batch_size if case.precision.compressed and self.backend(case.backend).per_batch_artifacts else None
+        return (case.model, case.precision, case.backend, case.device, case.recipe, case.calibration_size, batch)
 
     def _make_artifact(self, case: Case) -> Entry:
         backend = self.backend(case.backend)
@@ -336,8 +336,8 @@ class Suite:
             int8 = self.int8_inputs(case)
             hashes += [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)]
         elif case.precision is Precision.INT8:  # the backend calibrates itself from the images
-            data = self.dataset(case.model)
-            int8, hashes = Int8Inputs(None, None, data.calibration_arrays()), hashes + [data.fingerprint]
+            data, size = self.dataset(case.model), case.calibration_size
+            int8, hashes = Int8Inputs(None, None, data.calibration_arrays(size)), hashes + [data.calibration_fingerprint(size)]
         return self.store.get_or_build(
             "artifact", backend.artifact_inputs(case, hashes), f"model{backend.artifact_suffix}",
             lambda path: backend.build(case, source.path, path, int8),
@@ -392,7 +392,7 @@ class Suite:
                         if backend.int8_needs_ranges(case):
                             int8 = self.int8_inputs(case, onnx_path, scratch)
                         else:
-                            int8 = Int8Inputs(None, None, self.dataset(case.model).calibration_arrays())
+                            int8 = Int8Inputs(None, None, self.dataset(case.model).calibration_arrays(case.calibration_size))
                         calibration_s = time.perf_counter() - calibrated
                 artifact = backend.build(case, onnx_path, scratch / f"artifact{backend.artifact_suffix}", int8)
                 with backend.runner(case, artifact):

@@ -50,7 +50,7 @@ def write_report(paths: Sequence, directory) -> Report:
     """
     runs = load_report_runs(paths)
     try:
-        from . import figures  # matplotlib only from here on
+        from . import calibration_sweep, figures  # matplotlib only from here on
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
             raise
@@ -103,6 +103,11 @@ def write_report(paths: Sequence, directory) -> Report:
         blocks += figure(figures.drop_split, prefix + "int8-drop", "INT8 top-1 drop in two parts that add up:"
                          " quantization (fake-quant reference run of the Q/DQ file vs FP32) and kernels (the"
                          " backend vs that reference), with the INT8 recipe and the CPU's INT8 support.", footer, cases)
+        if calibration_sweep.is_sweep(cases):
+            blocks += figure(calibration_sweep.draw, prefix + "calibration", "INT8 top-1 drop (pp) per calibration"
+                             " method and number of calibration images. The subsets are nested (the smaller lie in"
+                             " the larger, one seeded order), so the size is the only change.", footer, cases)
+            blocks.append(calibration_sweep.table(cases))
         blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]
