@@ -141,7 +141,8 @@ class DataSet:
         the calibration order. Raises :class:`DataError` when the train part has fewer."""
         available = len(self.calibration_order)
         if not 1 <= size <= available:
-            problem = "is below 1" if size < 1 else f"is larger than the calibration split (the train part: {available} images)"
+            problem = ("is below 1" if size < 1
+                       else f"is larger than the calibration split (the train part: {available} images)")
             raise DataError(f"{self.name}: calibration size {size} {problem}",
                             f"use --ptq-calibration-size between 1 and {available}, or a larger data set")
         return sorted(self.calibration_order[:size])

@@ -9,9 +9,9 @@ Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, `
 ``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
 INT8 only), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
 ``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
-``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
-``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
-``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
+``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``,
+``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
+``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``, ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
 ``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
 the same model, backend, device and batch size: p50 / this p50) and ``speedup_vs_base`` (the same
 with the PyTorch base on the same device; never across devices); INT8 records add how they were
@@ -69,8 +69,8 @@ _NUMBER, _INT, _TEXT, _FLAG, _LIST, _OBJECT = (float,), (int,), (str,), (bool,),
 RECORD_FIELDS = {
     # identity and outcome
     "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
-    "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT, "skip_reason": _TEXT,
-    "problems": _LIST, "limits": _OBJECT,
+    "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT,
+    "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT,
     # compression
     "export_s": _NUMBER, "build_s": _NUMBER, "calibration_s": _NUMBER, "export_s_rounds": _LIST,
     "build_s_rounds": _LIST, "calibration_s_rounds": _LIST,

@@ -6,7 +6,8 @@ and writes, into the output directory, ``index.html`` (self-contained: inline CS
 relative ``figures/*.png``), ``report.md`` (the same content as Markdown) and ``figures/``. It
 never runs anything: the JSON is the only input. Per run: a table with one row per case and its
 headline figures (a skipped or failed case shows its status text, a figure that was not measured
-shows "–"), latency, throughput and speed-up, compression overhead, size, accuracy, the trade-off
+shows "–"), latency, throughput and speed-up, compression overhead, size, accuracy, the trade-off,
+the INT8 drop per calibration method and size (a calibration sweep only: :mod:`.calibration_sweep`)
 and resource use per phase and over time; figures without data are not drawn and the report says
 "not measured". With two or more runs: side-by-side bars and the verdicts of
 :func:`ptqcore.compare.compare_runs` with the first run as the baseline.
