@@ -5,6 +5,8 @@ the session's tiny model makes one INT8 case per method x size, runs one statist
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +61,14 @@ def test_two_methods_two_sizes_one_statistics_pass_per_size_on_nested_subsets(sw
         assert large[name].minimum <= small[name].minimum and small[name].maximum <= large[name].maximum, name
     assert any(large[n].minimum < small[n].minimum or small[n].maximum < large[n].maximum for n in small)
 
-    # the report draws the sweep: a figure and a table of the drop per method x size
-    from ptqcore.cli import main
-
+    # the report draws the sweep: a figure and a table of the drop per method x size. In a child
+    # process: pytester drops modules imported during its test, and a half-dropped matplotlib breaks
+    # every later figure of the session
     pytest.importorskip("matplotlib")
-    assert main(["report", str(pytester.path / "sweep.json"), "-o", str(tmp_path / "report")]) == 0
+    code = "import sys; from ptqcore.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "report", str(pytester.path / "sweep.json"), "-o",
+                           str(tmp_path / "report")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
     markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert (tmp_path / "report" / "figures" / "run1-calibration.png").is_file()
     assert "| model | calibration | drop pp, 32 images | drop pp, 128 images |" in markdown
