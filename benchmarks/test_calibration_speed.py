@@ -24,7 +24,7 @@ def test_calibration_speed(case, ptq_suite, benchmark):
     if case.backend != "onnxruntime":
         pytest.skip("timed once per model, on its onnxruntime INT8 case")
     int8 = ptq_suite.int8_inputs(case)
-    images = ptq_suite.dataset(case.model).calibration_arrays()
+    images = ptq_suite.dataset(case.model).calibration_arrays(case.calibration_size)
     contenders = {
         "ptqcore_entropy": lambda: ranges_from_statistics(
             collect_statistics(int8.prepared_onnx, images, 16, ptq_suite.threads), "entropy"),

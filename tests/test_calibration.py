@@ -8,16 +8,22 @@ once from cumulative sums; both must pick the same bin (or, where floating-point
 bins whose divergences are equal to 1e-9).
 """
 
+import contextlib
+import io
 import math
+import re
+import string
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ptqcore.calibration import (
     MAX_CLIPPED_SHARE,
+    METHODS,
     NUM_BINS,
+    NUM_QUANTIZED_BINS,
     TensorStatistics,
     entropy_divergences,
     entropy_threshold,
@@ -144,6 +150,85 @@ def test_nan_or_inf_in_a_tensor_is_an_error_naming_it(bad):
         stats.add(np.array([0.0, 1.0, bad], np.float32), "conv3_out")
 
 
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+tensor_names = st.text(string.ascii_letters + string.digits + "_/.:-", min_size=1, max_size=24)
+
+
+@given(shapes, st.integers(1, 3))
+def test_all_zero_tensors_of_any_shape_give_zero_ranges(shape, batches):
+    stats = TensorStatistics.empty()
+    for _ in range(batches):
+        stats.add(np.zeros(shape, np.float32), "zeros")
+    assert all(stats.range(method) == (0.0, 0.0) for method in METHODS)
+
+
+@given(shapes, st.floats(1e-3, 1e4), st.booleans(), st.integers(0, 2**32 - 1))
+def test_one_sided_ranges_of_any_shape_stay_on_their_side(shape, scale, negative, seed):
+    values = np.random.default_rng(seed).exponential(scale, shape).astype(np.float32)
+    assume(values.max() > 0)
+    stats = TensorStatistics.empty()
+    stats.add(-values if negative else values, "relu")
+    for method in METHODS:
+        low, high = stats.range(method)
+        assert stats.minimum <= low <= high <= stats.maximum
+        if negative:  # all <= 0: the top is the data's, the bottom clipped at most to it
+            assert high == stats.maximum and low < 0
+        else:
+            assert low == stats.minimum and high > 0
+
+
+@given(shapes, st.floats(1e-3, 1e4), st.booleans(), st.integers(1, 3))
+def test_a_single_spike_keeps_exactly_its_value(shape, magnitude, negative, batches):
+    value = float(np.float32(-magnitude if negative else magnitude))
+    stats = TensorStatistics.empty()
+    for _ in range(batches):
+        stats.add(np.full(shape, value, np.float32), "spike")
+    for method in METHODS:
+        assert stats.range(method) == (value, value), method
+
+
+@given(shapes, tensor_names, st.sampled_from([np.nan, np.inf, -np.inf]), st.data())
+def test_nan_or_inf_anywhere_in_any_shape_is_a_one_line_error_naming_the_tensor(shape, name, bad, data):
+    values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    values.reshape(-1)[data.draw(st.integers(0, values.size - 1))] = bad
+    stats = TensorStatistics.empty()
+    stats.add(np.ones(4, np.float32), name)  # a clean batch first: the bad one comes later
+    with pytest.raises(BuildError, match=re.escape(repr(name)) + " holds NaN or infinite values") as caught:
+        stats.add(values, name)
+    assert "\n" not in str(caught.value)
+
+
+def onnxruntime_percentile_threshold(hist, hist_range: float, percentile: float) -> float:
+    """ONNX Runtime's symmetric percentile threshold on a histogram of ``|x|`` over ``[0, hist_range]``:
+    ``HistogramCollector.compute_percentile`` (onnxruntime/python/tools/quantization/calibrate.py,
+    1.19 to 1.32) run on that very histogram, its min/max clipping left out (+-inf)."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    collector = HistogramCollector("percentile", True, len(hist), NUM_QUANTIZED_BINS, percentile, "same")
+    edges = np.linspace(0.0, hist_range, len(hist) + 1).astype(np.float32)
+    collector.histogram_dict = {"t": (np.asarray(hist), edges, np.float32(-np.inf), np.float32(np.inf))}
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its settings
+        return float(collector.compute_percentile()["t"][1])
+
+
+def _percentile_tie(hist, percentile: float) -> bool:
+    """True when the CDF meets the percentile within float rounding: ORT sums ``hist / total``, ptqcore
+    divides the sum, so the two may pick neighbouring bins there."""
+    cdf = np.cumsum(np.asarray(hist, dtype=np.float64)) / float(np.sum(hist))
+    return bool(np.min(np.abs(cdf - percentile / 100.0)) < 1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(histograms, st.sampled_from([99.0, 99.9, 99.99, 99.999]))
+def test_percentile_is_onnx_runtimes_on_the_same_histogram_one_bin_up(hist, percentile):
+    """ORT cuts at ``hist_edges[idx]``, the lower edge of the bin where the CDF reaches the
+    percentile; ptqcore cuts at its upper edge (the bin's values are kept, not clipped), so the two
+    thresholds differ by exactly one bin width."""
+    assume(hist.sum() > 0 and not _percentile_tie(hist, percentile))
+    ours = percentile_threshold(hist, 2.0, percentile)
+    assert ours == pytest.approx(onnxruntime_percentile_threshold(hist, 2.0, percentile) + 2.0 / NUM_BINS, rel=1e-6)
+
+
 @given(st.lists(st.floats(0.01, 1e4), min_size=1, max_size=6))
 def test_growing_the_range_merges_bins_exactly(scales):
     rng = np.random.default_rng(1)
@@ -213,6 +298,13 @@ def test_ranges_against_onnx_runtimes_own_calibrators_on_the_same_model_and_imag
     ours = ranges_from_statistics(stats, "percentile", 99.999)
     for tensor, theirs in percentile.items():
         assert magnitude(ours[tensor]) == pytest.approx(magnitude(theirs), rel=0.01)
+    # the histograms recorded by the pass, handed to ONNX Runtime's own percentile code: one bin apart
+    recorded = [(t, s) for t, s in stats.items() if s.hist_range > 0 and not _percentile_tie(s.hist, 99.999)]
+    assert len(recorded) >= len(stats) // 2
+    for tensor, s in recorded:
+        theirs = onnxruntime_percentile_threshold(s.hist, s.hist_range, 99.999)
+        assert percentile_threshold(s.hist, s.hist_range, 99.999) == pytest.approx(
+            theirs + s.hist_range / NUM_BINS, rel=1e-6), tensor
     ours = ranges_from_statistics(stats, "entropy")
     relative = [magnitude(ours[t]) / magnitude(r) - 1 for t, r in entropy.items() if magnitude(r) > 0]
     assert abs(float(np.median(relative))) < 0.10, relative

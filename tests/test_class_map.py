@@ -68,7 +68,7 @@ def colour_tree(root, red_folder, blue_folder, red_images=5, blue_images=4):
 
 def suite_for(model, root, tmp_path, **options):
     settings = {"models": (str(model),), "dataset": "imagefolder", "data_root": root, "cache_dir": tmp_path / "cache",
-                "file_input_size": SIZE, "calibration_size": 2, "telemetry": False, **options}
+                "file_input_size": SIZE, "calibration_sizes": (2,), "telemetry": False, **options}
     messages = []
     suite = Suite(SuiteOptions(**settings), report=messages.append)
     return suite, next(iter(suite.specs)), messages
@@ -129,10 +129,10 @@ def test_a_class_map_on_a_data_set_without_class_folders_is_a_usage_error(tmp_pa
 
 def test_imagenet_weights_use_the_same_mapping_and_split_without_loading_weights(tmp_path):
     root = colour_tree(tmp_path / "data", f"{RED}", f"{BLUE}")
-    suite, _, _ = suite_for("mobilenet_v3_small", root, tmp_path, weights="imagenet", calibration_size=3)
+    suite, _, _ = suite_for("mobilenet_v3_small", root, tmp_path, weights="imagenet", calibration_sizes=(3,))
     data = suite.dataset("mobilenet_v3_small")
     assert data.label_outputs == (RED, BLUE)
-    assert sorted(data.calibration + data.evaluation) == list(range(9))
+    assert sorted(data.calibration_subset(3) + data.evaluation) == list(range(9))
 
 
 # -- no rule applies, or the map is wrong: one line before any work -----------------------------------
@@ -231,19 +231,20 @@ def test_imagenet_wnids_are_the_1000_in_torchvisions_order():
 def test_a_model_file_is_evaluated_on_every_image_not_used_for_calibration(tmp_path, calibration_size, eval_size,
                                                                            evaluated):
     root = colour_tree(tmp_path / "data", f"0{RED}", f"0{BLUE}")  # 9 images
-    suite, model, _ = suite_for(torchscript_file(tmp_path), root, tmp_path, calibration_size=calibration_size,
+    suite, model, _ = suite_for(torchscript_file(tmp_path), root, tmp_path, calibration_sizes=(calibration_size,),
                                 eval_size=eval_size)
     data = suite.dataset(model)
-    assert len(data.calibration) == calibration_size and not set(data.calibration) & set(data.evaluation)
+    calibration = data.calibration_subset(calibration_size)
+    assert data.train == calibration and not set(calibration) & set(data.evaluation)
     assert len(data.evaluation) == evaluated
     if eval_size is None:
-        assert sorted(data.calibration + data.evaluation) == list(range(9))
+        assert sorted(calibration + data.evaluation) == list(range(9))
     assert scored(suite, model).labels.shape == (evaluated,)
 
 
 def test_a_trained_model_keeps_its_held_out_split(tmp_path):
     root = colour_tree(tmp_path / "data", "cat", "dog")
-    suite, _, _ = suite_for("tiny", root, tmp_path, calibration_size=4)
+    suite, _, _ = suite_for("tiny", root, tmp_path, calibration_sizes=(4,))
     data = suite.dataset("tiny_cnn")
     assert data.label_outputs is None and len(data.evaluation) == 2  # a quarter of 9 held out from training
     assert not set(data.evaluation) & set(data.train)
@@ -253,7 +254,7 @@ def test_too_few_images_for_calibration_and_evaluation_is_a_data_error(tmp_path)
     from ptqcore.errors import DataError
 
     root = colour_tree(tmp_path / "data", f"0{RED}", f"0{BLUE}")
-    suite, _, _ = suite_for(torchscript_file(tmp_path), root, tmp_path, calibration_size=9)
+    suite, _, _ = suite_for(torchscript_file(tmp_path), root, tmp_path, calibration_sizes=(9,))
     with pytest.raises(DataError, match="9 images, calibration and evaluation together"):
         suite.check_output_widths()
 

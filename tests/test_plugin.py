@@ -38,6 +38,8 @@ def project(pytester, tiny_cache, tiny_cli_options):
         ("--ptq-precisions", "int4", "valid: base, fp32, fp16, int8"),
         ("--ptq-backends", "openvino", "valid: onnxruntime, tensorrt"),
         ("--ptq-batch-sizes", "0", "below the minimum 1"),
+        ("--ptq-calibration-size", "32,0", "below the minimum 1"),
+        ("--ptq-calibration-size", "32,many", "'many' is not a whole number"),
         ("--ptq-calibration", "kl", "valid: minmax, entropy, percentile"),
         ("--ptq-int8-recipe", "u8u8", "invalid choice"),
         ("--ptq-percentile", "101", "above 100"),

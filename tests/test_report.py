@@ -137,3 +137,60 @@ def test_markdown_escapes_html_in_names_from_the_runs():
     text = render_markdown("t", [Heading(name, 2), Text(name), Items([name]), Table(("case",), [[name + "|x"]])])
     assert "<img" not in text
     assert text.count("&lt;img src=x onerror=alert(1)&gt;") == 4 and "\\|x" in text
+
+
+def sweep_run(tmp_path) -> Path:
+    """tiny.json made a calibration sweep: its ONNX Runtime INT8 record copied per method x size with
+    drops set per copy (the report only reads them), the TensorRT INT8 case still skipped."""
+    import copy
+    import json
+
+    document = json.loads(TINY.read_text())
+    records = document["ptqcore"]["records"]
+    (int8,) = [r for r in records if r["precision"] == "int8" and r["backend"] == "onnxruntime"]
+    records.remove(int8)
+    drops = {("minmax", 32): 3.5, ("minmax", 128): 1.25, ("entropy", 32): -0.5, ("entropy", 128): 0.75}
+    for (method, size), drop in drops.items():
+        record = copy.deepcopy(int8)
+        suffix = ("" if method == "entropy" else f"-{method}") + ("" if size == 128 else f"-cal{size}")
+        record.update(case=int8["case"] + suffix, calibration=method, calibration_size=size, accuracy_drop_pp=drop)
+        records.append(record)
+    failed = copy.deepcopy(int8)
+    failed.update(case=int8["case"] + "-percentile", calibration="percentile", calibration_size=128, status="failed",
+                  problems=["test_accuracy_drop (call): planted"], accuracy_drop_pp=None)
+    records.append(failed)
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_a_calibration_sweep_gets_its_figure_and_table(tmp_path):
+    code, out = render(tmp_path, sweep_run(tmp_path))
+    assert code == 0
+    _, markdown, figures = check_files(out)
+    assert "run1-calibration.png" in {f.name for f in figures}
+    assert "| model | calibration | drop pp, 32 images | drop pp, 128 images |" in markdown
+    rows = {line.split(" | ")[1]: line for line in markdown.splitlines() if line.startswith("| tiny_cnn onnxruntime")}
+    assert rows["minmax"].endswith("| 3.50 | 1.25 |") and rows["entropy"].endswith("| -0.50 | 0.75 |")
+    assert rows["percentile"].endswith("| – | failed |")  # not in the run at 32; failed at 128: never 0
+    assert "| tiny_cnn tensorrt cuda | minmax | – | skipped |" in markdown
+    # labels name the size only among INT8 cases, as case ids do
+    assert "tiny_cnn int8 onnxruntime cpu minmax cal32" in markdown and "cal128" in markdown
+
+
+def test_a_run_with_one_method_and_one_size_has_no_sweep_figure(tmp_path):
+    code, out = render(tmp_path, TINY)
+    assert code == 0
+    _, markdown, figures = check_files(out)
+    assert not any(f.name.endswith("calibration.png") for f in figures)
+    assert "drop pp, 128 images" not in markdown and "cal128" not in markdown
+
+
+def test_runs_written_before_sizes_were_swept_get_their_single_size(tmp_path):
+    """An old record has no calibration_size: its INT8 cases used the run's one option value."""
+    from ptqcore.compare import load_run
+
+    run = load_run(TINY)
+    sizes = {key[-1] for key in run.cases}
+    assert sizes == {128, None}
+    assert all((key[-1] == 128) == (key[1] == "int8") for key in run.cases)

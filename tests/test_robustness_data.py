@@ -19,7 +19,7 @@ def image_tree(root, classes=("cat", "dog"), per_class=4, seed=0):
 
 
 def load(root, **kwargs):
-    return load_dataset("imagefolder", Preprocess(16), root=root, calibration_size=2, **kwargs)
+    return load_dataset("imagefolder", Preprocess(16), root=root, calibration_sizes=(2,), **kwargs)
 
 
 def test_fingerprint_changes_with_pixels_at_equal_file_size(tmp_path):

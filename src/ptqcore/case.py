@@ -2,16 +2,20 @@
 
 A case's :attr:`Case.id` (``mobilenet_v3_small-int8-onnxruntime-cpu-b1``) is the pytest id and the
 key that every result record of that case carries, so ``pytest -k "int8 and densenet"`` selects it.
+An INT8 case's calibration shows in the id only where it is not the study's (entropy on 128
+images): ``...-b1-minmax``, ``...-b1-cal32``, ``...-b1-percentile-cal512``.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 #: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.calibration`.
 DEFAULT_CALIBRATION = "entropy"
+#: The study's number of calibration images.
+DEFAULT_CALIBRATION_SIZE = 128
 
 
 class Precision(str, enum.Enum):
@@ -38,10 +42,12 @@ BASE_BACKEND = "torch"
 
 @dataclass(frozen=True)
 class Case:
-    """One model x precision x backend x device x batch size (x calibration recipe for INT8).
+    """One model x precision x backend x device x batch size (x calibration method and size for INT8).
 
-    ``recipe`` is the calibration method for INT8 cases and empty otherwise; it shows in the id
-    only when it is not the default, so default ids stay short and stable.
+    ``recipe`` is the calibration method for INT8 cases and empty otherwise; ``calibration_size``
+    the number of calibration images for INT8 cases (:data:`DEFAULT_CALIBRATION_SIZE` when not
+    given) and None otherwise. Each shows in the id only when it is not the default, so default ids
+    stay short and stable.
     """
 
     model: str
@@ -50,18 +56,28 @@ class Case:
     device: str
     batch_size: int
     recipe: str = ""
+    calibration_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if (self.precision is Precision.INT8) != bool(self.recipe):
             raise ValueError("an INT8 case needs a calibration recipe and other cases have none")
+        if self.precision is not Precision.INT8:
+            if self.calibration_size is not None:
+                raise ValueError("only an INT8 case has a calibration size")
+        elif self.calibration_size is None:
+            object.__setattr__(self, "calibration_size", DEFAULT_CALIBRATION_SIZE)  # frozen: set once, here
+        elif self.calibration_size < 1:
+            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
 
     @property
     def id(self) -> str:
         parts = [self.model, self.precision.value, self.backend, self.device, f"b{self.batch_size}"]
         if self.recipe and self.recipe != DEFAULT_CALIBRATION:
             parts.append(self.recipe)
+        if self.calibration_size is not None and self.calibration_size != DEFAULT_CALIBRATION_SIZE:
+            parts.append(f"cal{self.calibration_size}")
         return "-".join(parts)
 
     def fields(self) -> dict:
@@ -74,6 +90,7 @@ class Case:
             "device": self.device,
             "batch_size": self.batch_size,
             "calibration": self.recipe or None,
+            "calibration_size": self.calibration_size,
         }
 
 
@@ -84,8 +101,10 @@ def build_matrix(
     devices: dict,
     batch_sizes: Sequence[int],
     calibrations: Sequence[str] = (DEFAULT_CALIBRATION,),
+    calibration_sizes: Sequence[int] = (DEFAULT_CALIBRATION_SIZE,),
 ) -> List[Case]:
-    """All cases, in a stable order: model, then base before the backends, then precision, batch, recipe.
+    """All cases, in a stable order: model, then base before the backends, then precision, batch,
+    calibration method, calibration size (INT8 gets one case per method x size).
 
     ``devices`` maps each backend name to the device it runs on. ``base`` cases run on PyTorch
     whatever ``backends`` says, once on each device the selected backends use (the CPU for
@@ -111,9 +130,12 @@ def build_matrix(
                 if not precision.compressed:
                     continue
                 for batch in _unique(batch_sizes):
-                    recipes = _unique(calibrations) if precision is Precision.INT8 else [""]
-                    for recipe in recipes:
-                        add(Case(model, precision, backend, devices[backend], batch, recipe))
+                    if precision is not Precision.INT8:
+                        add(Case(model, precision, backend, devices[backend], batch))
+                        continue
+                    for recipe in _unique(calibrations):
+                        for size in _unique(calibration_sizes):
+                            add(Case(model, precision, backend, devices[backend], batch, recipe, size))
     return cases
 
 

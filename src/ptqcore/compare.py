@@ -8,7 +8,7 @@ and the ``latency`` entry keeps the raw per-round samples in ``stats.data`` when
 copies of a figure disagree.
 
 Cases are matched by :data:`KEY_FIELDS` (model, precision, backend, device, batch size, data set,
-calibration), never by machine, so runs of two JetPack versions compare case by case. Each
+calibration method and size), never by machine, so runs of two JetPack versions compare case by case. Each
 metric of :data:`METRICS` that both runs measured is judged against
 :class:`~ptqcore.thresholds.CompareLimits`:
 
@@ -138,7 +138,7 @@ def run_from_file(run_file: RunFile) -> Run:
         result = _case_result(record, f"{run_file.source}: record #{number}", samples)
         if result.key in cases:
             raise CompareError(f"{run_file.source} has two records of the case {result.case} (model, precision,"
-                               " backend, device, batch size, data set and calibration)",
+                               " backend, device, batch size, data set, calibration method and size)",
                                "pass the JSON of one pytest run")
         cases[result.key] = result
     return Run(run_file.source, run_file.schema_version, cases, _environment(run_file.machine_info))

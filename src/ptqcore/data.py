@@ -10,10 +10,13 @@ Sources (``load_dataset``):
 * ``cifar100`` and ``flowers102``: torchvision's loaders on a local root (never downloaded).
 
 Every source ends as a :class:`DataSet` with a train part and an evaluation part. The calibration
-subset is drawn from the train part and the evaluation subset from the evaluation part, both
-seeded, so they are disjoint by construction (:func:`split_pool`, :func:`seeded_sample`). When
-nothing is trained on the data (a model file, ImageNet weights) one pool is not split: calibration
-is drawn from all of it and every other image is evaluated.
+subsets are drawn from the train part and the evaluation subset from the evaluation part, both
+seeded, so they are disjoint by construction (:func:`split_pool`, :func:`seeded_sample`). The
+calibration subsets of every size are prefixes of one seeded order of the train part
+(:func:`calibration_order`), so they are nested: the 32 images are among the 128, which are among
+the 512, and a calibration-size sweep measures the size, not a different sample. When nothing is
+trained on the data (a model file, ImageNet weights) one pool is not split: calibration is drawn
+from all of it and every other image is evaluated.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .case import DEFAULT_CALIBRATION_SIZE
 from .errors import DataError, UsageError, error_line
 from .models import Preprocess
 
@@ -54,8 +58,8 @@ def split_pool(n: int, eval_fraction: float, seed: int) -> Tuple[List[int], List
 def seeded_sample(indices: Sequence[int], k: Optional[int], seed: int) -> List[int]:
     """``k`` items of ``indices`` drawn without replacement by a seeded RNG (all of them if ``k`` is None).
 
-    Raises ValueError if ``k`` is larger than what there is: a calibration or evaluation size the
-    data set cannot give is an error, never silently shrunk.
+    Raises ValueError if ``k`` is larger than what there is: an evaluation size the data set cannot
+    give is an error, never silently shrunk.
     """
     if k is None:
         return list(indices)
@@ -64,6 +68,26 @@ def seeded_sample(indices: Sequence[int], k: Optional[int], seed: int) -> List[i
     if k > len(indices):
         raise ValueError(f"asked for {k} items but the split has only {len(indices)}")
     return sorted(random.Random(seed).sample(list(indices), k))
+
+
+def calibration_order(indices: Sequence[int], seed: int, head: int = DEFAULT_CALIBRATION_SIZE) -> List[int]:
+    """One seeded order of all of ``indices``; the calibration subset of size ``k`` is its first ``k``.
+
+    The order starts with the ``head`` items :func:`seeded_sample` draws (in the order drawn),
+    then the rest in a seeded shuffle, so ``sorted(order[:head]) == seeded_sample(indices, head,
+    seed)``: the study's 128 images are the ones drawn before sizes could be swept, and results
+    cached then stay valid. Every prefix is a seeded random subset, and smaller ones lie in larger.
+    """
+    rng = random.Random(seed)
+    first = rng.sample(list(indices), min(head, len(indices)))
+    chosen = set(first)
+    rest = [i for i in indices if i not in chosen]
+    rng.shuffle(rest)
+    return first + rest
+
+
+def _fingerprint(identity: str, calibration: Sequence[int], evaluation: Sequence[int]) -> str:
+    return hashlib.sha256(f"{identity}|cal={list(calibration)}|eval={list(evaluation)}".encode()).hexdigest()[:16]
 
 
 class ImageSource:
@@ -103,11 +127,13 @@ class ImageSource:
 class DataSet:
     """A data set ready for the suite: its parts, its subsets and a content fingerprint.
 
-    ``train`` and ``evaluation`` index into ``train_part`` and ``eval_part``; ``calibration`` is a
-    seeded subset of ``train``. ``fingerprint`` changes when the data, the split or the labels
-    change, and is part of every cache key built from this data. ``class_names`` are an image
-    folder's class folders (label ``k`` is ``class_names[k]``; None for the other sources);
-    ``label_outputs`` is set by :meth:`relabelled`: the model output each class's label now is.
+    ``train`` and ``evaluation`` index into ``train_part`` and ``eval_part``; ``calibration_order``
+    orders all of ``train`` (:func:`calibration_order`), and a calibration subset is a prefix of it.
+    ``fingerprint`` changes when the data, the split or the labels change, and is part of every cache
+    key built from this data; :meth:`calibration_fingerprint` also tells calibration subsets apart.
+    ``class_names`` are an image folder's class folders (label ``k`` is ``class_names[k]``; None for
+    the other sources); ``label_outputs`` is set by :meth:`relabelled`: the model output each class's
+    label now is.
     """
 
     name: str
@@ -115,24 +141,46 @@ class DataSet:
     train_part: ImageSource
     eval_part: ImageSource
     train: List[int]
-    calibration: List[int]
+    calibration_order: List[int]
     evaluation: List[int]
-    fingerprint: str
+    #: content, preprocessing, seed (and labels, once relabelled): with the subsets, what the fingerprints hash
+    identity: str
     class_names: Optional[Tuple[str, ...]] = None
     label_outputs: Optional[Tuple[int, ...]] = None
 
     def relabelled(self, outputs: Sequence[int]) -> "DataSet":
         """This data set with class ``k`` labelled ``outputs[k]`` wherever labels are read (training and
-        evaluation alike); the fingerprint covers the new labels. The images and subsets are the same."""
+        evaluation alike); the fingerprints cover the new labels. The images and subsets are the same."""
         table = tuple(int(output) for output in outputs)
         if len(table) != self.num_classes:
             raise ValueError(f"{len(table)} outputs given for {self.num_classes} classes")
-        key = f"{self.fingerprint}|labels={','.join(map(str, table))}"
         return replace(self, train_part=self.train_part.relabelled(table), eval_part=self.eval_part.relabelled(table),
-                       fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], label_outputs=table)
+                       identity=f"{self.identity}|labels={','.join(map(str, table))}", label_outputs=table)
 
-    def calibration_arrays(self) -> np.ndarray:
-        return self.train_part.arrays(self.calibration)[0]
+    @property
+    def fingerprint(self) -> str:
+        """The data, the split and the calibration order (keyed by the study's subset, as it always was)."""
+        return self.calibration_fingerprint(min(DEFAULT_CALIBRATION_SIZE, len(self.train)))
+
+    def calibration_subset(self, size: int = DEFAULT_CALIBRATION_SIZE) -> List[int]:
+        """The ``size`` calibration images (indices into ``train_part``, sorted): the first ``size`` of
+        the calibration order. Raises :class:`DataError` when the train part has fewer."""
+        available = len(self.calibration_order)
+        if not 1 <= size <= available:
+            problem = ("is below 1" if size < 1
+                       else f"is larger than the calibration split (the train part: {available} images)")
+            raise DataError(f"{self.name}: calibration size {size} {problem}",
+                            f"use --ptq-calibration-size between 1 and {available}, or a larger data set")
+        return sorted(self.calibration_order[:size])
+
+    def calibration_fingerprint(self, size: int = DEFAULT_CALIBRATION_SIZE) -> str:
+        """A fingerprint of the data with the ``size`` calibration images: part of every cache key
+        computed from those images, so two sizes never share an entry."""
+        return _fingerprint(self.identity, self.calibration_subset(size), self.evaluation)
+
+    def calibration_arrays(self, size: int = DEFAULT_CALIBRATION_SIZE) -> np.ndarray:
+        """The ``size`` calibration images (N, 3, H, W), in index order."""
+        return self.train_part.arrays(self.calibration_subset(size))[0]
 
     def evaluation_batches(self, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         return self.eval_part.batches(self.evaluation, batch_size)
@@ -147,18 +195,20 @@ def load_dataset(
     name: str,
     preprocess: Preprocess,
     root: Optional[Path] = None,
-    calibration_size: int = 128,
+    calibration_sizes: Sequence[int] = (DEFAULT_CALIBRATION_SIZE,),
     evaluation_size: Optional[int] = None,
     seed: int = 0,
     trains: bool = True,
 ) -> DataSet:
     """Load data set ``name`` preprocessed for a model input, with seeded disjoint subsets.
 
-    ``evaluation_size`` None takes the whole evaluation part, capped at :data:`DEFAULT_MAX_EVAL`.
-    ``trains`` False says nothing will be trained on the data: a single pool (digits, an image
-    folder without ``train/`` and ``val/``) is then not split; the calibration subset is drawn from
-    all of it, ``train`` is that subset, and the evaluation part is every other image. Sources with
-    their own splits keep them (calibration from the train split, evaluation from the held-out one).
+    ``calibration_sizes`` are the calibration subset sizes the run will ask for (each checked here
+    against the train part). ``evaluation_size`` None takes the whole evaluation part, capped at
+    :data:`DEFAULT_MAX_EVAL`. ``trains`` False says nothing will be trained on the data: a single pool
+    (digits, an image folder without ``train/`` and ``val/``) is then not split; calibration is drawn
+    from all of it (``train`` is the largest calibration subset) and the evaluation part is every
+    other image. Sources with their own splits keep them (calibration from the train split,
+    evaluation from the held-out one).
     Everything is checked here, before any training: an ImageFolder's files are read once (their
     bytes make the fingerprint, and each image is decoded), so a corrupt or non-image file, or a
     data set of fewer than two classes, is a :class:`DataError` now (listing every bad file).
@@ -192,29 +242,25 @@ def load_dataset(
         train, evaluation_pool = list(range(len(train_part))), list(range(len(eval_part)))
         sizes = f"train split {len(train)}, evaluation split {len(evaluation_pool)}"
     try:
-        calibration = seeded_sample(train, calibration_size, seed + 1)
+        order = calibration_order(train, seed + 1)
         if evaluation_pool is None:
-            train, evaluation_pool = calibration, sorted(set(train) - set(calibration))
+            largest = max(calibration_sizes)
+            if largest >= len(train):
+                raise ValueError(f"calibration size {largest} leaves no image to evaluate")
+            calibrated = set(order[:largest])
+            order = order[:largest]
+            train, evaluation_pool = sorted(calibrated), [i for i in train if i not in calibrated]
         if evaluation_size is None:
             evaluation_size = min(len(evaluation_pool), DEFAULT_MAX_EVAL)
         evaluation = seeded_sample(evaluation_pool, evaluation_size, seed + 2)
     except ValueError as err:
-        raise DataError(
-            f"{name}: {err} ({sizes})",
-            "lower --ptq-calibration-size / --ptq-eval-size or use a larger data set",
-        ) from None
-    key = f"{content_id}|{preprocess}|seed={seed}|cal={calibration}|eval={evaluation}"
-    return DataSet(
-        name=name,
-        num_classes=num_classes,
-        train_part=train_part,
-        eval_part=eval_part,
-        train=train,
-        calibration=calibration,
-        evaluation=evaluation,
-        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
-        class_names=class_names,
-    )
+        raise DataError(f"{name}: {err} ({sizes})",
+                        "lower --ptq-calibration-size / --ptq-eval-size or use a larger data set") from None
+    data = DataSet(name, num_classes, train_part, eval_part, train, order, evaluation,
+                   identity=f"{content_id}|{preprocess}|seed={seed}", class_names=class_names)
+    for size in calibration_sizes:
+        data.calibration_subset(size)  # a size the train part cannot give is an error now, not at calibration
+    return data
 
 
 def _normalize(chw: np.ndarray, preprocess: Preprocess) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Tuple
 
 from . import option_types as types
 from .backends import BACKEND_NAMES
-from .case import DEFAULT_CALIBRATION, PRECISION_NAMES, Precision
+from .case import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, PRECISION_NAMES, Precision
 from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .export import DEFAULT_OPSET, EXPORTERS
@@ -82,8 +82,11 @@ class SuiteOptions:
         "--ptq-class-map", types.class_map_file, "FILE", "JSON object of class folder -> output index for models with"
         " fixed outputs (model files, --ptq-weights imagenet) on an imagefolder (default where the widths differ:"
         " numeric folder names, or ImageNet WordNet ids)"))
-    calibration_size: int = _option(128, _flag(
-        "--ptq-calibration-size", types.int_at_least(1), "N", "calibration images for INT8 (default: 128, as the study)"))
+    #: calibration image counts: one INT8 case per method x size, subsets nested (:mod:`ptqcore.data`)
+    calibration_sizes: Tuple[int, ...] = _option((DEFAULT_CALIBRATION_SIZE,), _flag(
+        "--ptq-calibration-size", types.ints_at_least(1), "LIST", "calibration images for INT8, e.g. 32,128,512: one"
+        " INT8 case per method x size, nested subsets, one statistics pass per size"
+        f" (default: {DEFAULT_CALIBRATION_SIZE}, as the study)"))
     eval_size: Optional[int] = _option(None, _flag(
         "--ptq-eval-size", types.int_at_least(1), "N",
         "evaluation images (default: the whole held-out split, at most 2500)"))

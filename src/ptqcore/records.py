@@ -6,12 +6,12 @@ record, and ``output["ptqcore"]["records"]`` lists all records, including the ca
 skipped or failed and so have no benchmark entry.
 
 Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
-``backend``, ``device``, ``batch_size``, ``calibration``), ``dataset``, ``status`` (``passed``
-when every test of the case that ran passed, ``failed``, ``skipped`` at collection, ``not run``
-when no test of the case was selected), ``problems`` (one line per failed check), ``skip_reason``, and the
-figures: ``export_s``, ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``,
-``size_bytes_base``, ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``,
-``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
+``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
+INT8 only), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
+``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
+``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``,
+``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
+``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``, ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
 ``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
 the same model, backend, device and batch size: p50 / this p50) and ``speedup_vs_base`` (the same
 with the PyTorch base on the same device; never across devices); INT8 records add how they were
@@ -36,12 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .case import Case
+from .case import DEFAULT_CALIBRATION_SIZE, Case
 
 SCHEMA_VERSION = 1
 
 #: What makes two records the same case in two runs (compare matches cases by these).
-KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration")
+KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration", "calibration_size")
 #: A record's ``status``.
 STATUSES = ("passed", "failed", "skipped", "not run")
 #: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
@@ -69,8 +69,8 @@ _NUMBER, _INT, _TEXT, _FLAG, _LIST, _OBJECT = (float,), (int,), (str,), (bool,),
 RECORD_FIELDS = {
     # identity and outcome
     "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
-    "batch_size": _INT, "calibration": _TEXT, "dataset": _TEXT, "status": _TEXT, "skip_reason": _TEXT,
-    "problems": _LIST, "limits": _OBJECT,
+    "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT,
+    "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT,
     # compression
     "export_s": _NUMBER, "build_s": _NUMBER, "calibration_s": _NUMBER, "export_s_rounds": _LIST,
     "build_s_rounds": _LIST, "calibration_s_rounds": _LIST,
@@ -137,6 +137,17 @@ def speedups(record: Mapping, records: Sequence[Mapping]) -> Dict[str, Optional[
                           and all(r.get(k) == record.get(k) for k in keys) and _p50(r) is not None), None)
         out[name] = None if mine is None or reference is None else reference / mine
     return out
+
+
+def with_calibration_size(records: Sequence, options: Optional[Mapping]) -> list:
+    """``records`` with ``calibration_size`` in every record (a dict) that lacks it: runs written before
+    sizes could be swept calibrated every INT8 case on their option ``calibration_size`` (else the
+    default); other precisions have none. Records are copied, never changed in place."""
+    size = options.get("calibration_size") if isinstance(options, Mapping) else None
+    size = size if isinstance(size, int) and not isinstance(size, bool) else DEFAULT_CALIBRATION_SIZE
+    return [record if not isinstance(record, dict) or "calibration_size" in record
+            else {**record, "calibration_size": size if record.get("precision") == "int8" else None}
+            for record in records]
 
 
 @dataclass

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import PtqError, error_line
-from .records import ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, STATUSES, kind_of_measurement
+from .records import (ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, STATUSES, kind_of_measurement,
+                      with_calibration_size)
 from .stats import percentile
 
 #: Schema versions of ``output["ptqcore"]`` this ptqcore can read.
@@ -182,6 +183,7 @@ def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
     records = document["ptqcore"].get("records")
     if not isinstance(records, list):
         raise RunFileError(f"{source} has no ptqcore records list", _RERUN)
+    records = with_calibration_size(records, document["ptqcore"].get("options"))  # runs before sweeps lack it
     by_case: Dict[str, Mapping] = {}
     for number, record in enumerate(records, start=1):
         _check_record(record, f"{source}: record #{number}")

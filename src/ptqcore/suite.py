@@ -130,7 +130,7 @@ class Suite:
         devices = {name: self.backend(name).device for name in self.options.backends}
         matrix = build_matrix(
             list(self.specs), self.options.precisions, self.options.backends, devices,
-            self.options.batch_sizes, self.options.calibrations,
+            self.options.batch_sizes, self.options.calibrations, self.options.calibration_sizes,
         )
         return [(case, self.skip_reason(case)) for case in matrix]
 
@@ -172,7 +172,7 @@ class Suite:
         """The data set loaded once per preprocessing and split (``trains``: see :func:`~ptqcore.data.load_dataset`)."""
         return self._once(("data", preprocess, trains), lambda: load_dataset(
             self.options.dataset, preprocess, self.options.data_root,
-            self.options.calibration_size, self.options.eval_size, self.options.seed, trains,
+            self.options.calibration_sizes, self.options.eval_size, self.options.seed, trains,
         ))
 
     # -- phase 0: the base model ----------------------------------------------------------------
@@ -261,8 +261,9 @@ class Suite:
         """What an INT8 case calibrates on (its images and their fingerprint) and how (its backend's recipe)."""
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
-        images = data.calibration_arrays()
-        return Calibration(images, data.fingerprint, recipe, self.threads, f"{len(images)} images")
+        images = data.calibration_arrays(case.calibration_size)
+        return Calibration(images, data.calibration_fingerprint(case.calibration_size), recipe, self.threads,
+                           f"{len(images)} images")
 
     def _source(self, case: Case) -> Output:
         source = self.onnx(case.model, self.export_settings(case.backend))
@@ -282,8 +283,8 @@ class Suite:
 
     def _artifact_identity(self, case: Case) -> tuple:
         """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
-        per_batch = case.precision.compressed and self.backend(case.backend).per_batch_artifacts
-        return (case.model, case.precision, case.backend, case.device, case.recipe, case.batch_size if per_batch else None)
+        batch = case.batch_size if case.precision.compressed and self.backend(case.backend).per_batch_artifacts else None
+        return (case.model, case.precision, case.backend, case.device, case.recipe, case.calibration_size, batch)
 
     def _make_artifact(self, case: Case) -> Entry:
         import onnxruntime

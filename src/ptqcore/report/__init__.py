@@ -6,7 +6,8 @@ and writes, into the output directory, ``index.html`` (self-contained: inline CS
 relative ``figures/*.png``), ``report.md`` (the same content as Markdown) and ``figures/``. It
 never runs anything: the JSON is the only input. Per run: a table with one row per case and its
 headline figures (a skipped or failed case shows its status text, a figure that was not measured
-shows "–"), latency, throughput and speed-up, compression overhead, size, accuracy, the trade-off
+shows "–"), latency, throughput and speed-up, compression overhead, size, accuracy, the trade-off,
+the INT8 drop per calibration method and size (a calibration sweep only: :mod:`.calibration_sweep`)
 and resource use per phase and over time; figures without data are not drawn and the report says
 "not measured". With two or more runs: side-by-side bars and the verdicts of
 :func:`ptqcore.compare.compare_runs` with the first run as the baseline.
@@ -50,7 +51,7 @@ def write_report(paths: Sequence, directory) -> Report:
     """
     runs = load_report_runs(paths)
     try:
-        from . import figures  # matplotlib only from here on
+        from . import calibration_sweep, figures  # matplotlib only from here on
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
             raise
@@ -103,6 +104,11 @@ def write_report(paths: Sequence, directory) -> Report:
         blocks += figure(figures.drop_split, prefix + "int8-drop", "INT8 top-1 drop in two parts that add up:"
                          " quantization (fake-quant reference run of the Q/DQ file vs FP32) and kernels (the"
                          " backend vs that reference), with the INT8 recipe and the CPU's INT8 support.", footer, cases)
+        if calibration_sweep.is_sweep(cases):
+            blocks += figure(calibration_sweep.draw, prefix + "calibration", "INT8 top-1 drop (pp) per calibration"
+                             " method and number of calibration images. The subsets are nested (the smaller lie in"
+                             " the larger, one seeded order), so the size is the only change.", footer, cases)
+            blocks.append(calibration_sweep.table(cases))
         blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]

@@ -24,6 +24,8 @@ PHASES = ("export", "calibration", "build", "idle", "inference")
 #: Environment keys named on every figure and in the environment table, when known.
 SOFTWARE_KEYS = ("onnxruntime", "torch", "tensorrt", "cuda", "jetpack", "onnx")
 UNKNOWN = ("unknown", "", None)
+#: What a label puts before a varying field's value (``b8``, ``cal32``), as in case ids.
+LABEL_PREFIXES = {"batch_size": "b", "calibration_size": "cal"}
 
 
 def number(value) -> Optional[float]:
@@ -150,15 +152,18 @@ def case_views(records: Sequence[Mapping]) -> Tuple[CaseView, ...]:
         precision = str(record.get("precision"))
         rank = PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER)
         return (str(record.get("model")), rank, precision, str(record.get("backend")), str(record.get("device")),
-                str(record.get("batch_size")), str(record.get("dataset")), str(record.get("calibration")))
+                str(record.get("batch_size")), str(record.get("dataset")), str(record.get("calibration")),
+                record.get("calibration_size") or 0)
 
     records = sorted(records, key=order)
     varying = [name for name in ("device", "batch_size", "dataset", "calibration")
                if len({str(r.get(name)) for r in records}) > 1]
+    if len({r.get("calibration_size") for r in records if r.get("precision") == "int8"}) > 1:
+        varying.append("calibration_size")  # among INT8 cases only: the others have none
     views = []
     for record in records:
         label = " ".join([str(record.get("model")), str(record.get("precision")), str(record.get("backend"))]
-                         + [f"{'b' if name == 'batch_size' else ''}{record.get(name)}" for name in varying
+                         + [f"{LABEL_PREFIXES.get(name, '')}{record.get(name)}" for name in varying
                             if record.get(name) is not None])
         ratios = _speedups(record, records)
         views.append(CaseView(record, label, ratios["speedup_vs_base"], ratios["speedup_vs_fp32"]))
