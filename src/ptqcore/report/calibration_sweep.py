@@ -119,5 +119,10 @@ def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     for ax in [ax for row in axes for ax in row][len(groups):]:
         ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=METHOD_COLORS.get(method, "#7f7f7f")) for method in methods]
-    fig.legend(handles, methods, loc="upper right", fontsize=8, title="calibration", title_fontsize=8)
+    labels = list(methods)
+    if any(case.status == "failed" for case in _int8(cases)):
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch="xx"))
+        labels.append("hatched: the case failed a check")
+    shown = [ax for row in axes for ax in row][len(groups) - 1]
+    shown.legend(handles, labels, loc="best", fontsize=7, title="calibration", title_fontsize=7)
     return _save(fig, path, "INT8 top-1 drop per calibration method and size", footer)
