@@ -51,7 +51,8 @@ class SuiteOptions:
     warmup_seconds: float = 0.5
     threads: int = 0
     seed: int = 0
-    train_epochs: int = 8
+    #: None: the weight mode's default (``ptqcore.training.DEFAULT_EPOCHS``: 5 from scratch, 8 for a head).
+    train_epochs: Optional[int] = None
     trt_workspace_mib: Optional[int] = None
     trt_int8: str = "explicit"
     trt_cuda_graph: bool = False

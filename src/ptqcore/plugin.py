@@ -172,7 +172,7 @@ def pytest_addoption(parser) -> None:
     add("--ptq-weights", default="auto", metavar="MODE",
         help="base weights: auto, train, head (the study's frozen ImageNet backbone + new head), imagenet,"
         " or a directory of <model>.pt state dicts (default: auto = train on digits, head elsewhere)")
-    add("--ptq-train-epochs", type=_int_at_least(1), default=8, metavar="N", help="epochs when training (default: 8)")
+    add("--ptq-train-epochs", type=_int_at_least(1), metavar="N", help="training epochs (default: 5 from scratch, 8 for a head)")
     add("--ptq-image-size", type=_int_at_least(8), default=None, metavar="PX",
         help="model input side (default: 32 on digits, 224 elsewhere)")
     add("--ptq-opset", type=_int_at_least(7), default=17, metavar="N", help="ONNX opset of phase 1 (default: 17)")

@@ -46,7 +46,7 @@ from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statisti
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
-from .training import TrainRecipe, make_base_model, replace_head, resolve_weight_mode
+from .training import make_base_model, recipe_for, replace_head, resolve_weight_mode
 
 
 @dataclass(frozen=True)
@@ -198,9 +198,7 @@ class Suite:
         return self._once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
-        import torch
-
-        from .training import load_state_dict_file, load_torchscript
+        from .training import load_state_dict_file, load_torchscript, save_state_dict
 
         spec = self.specs[model]
         if spec.source == "onnx":
@@ -211,7 +209,7 @@ class Suite:
             return BaseModel(module, file)
         data = self.dataset(model)
         mode = resolve_weight_mode(self.options.weights, self.options.dataset)
-        recipe = TrainRecipe(epochs=self.options.train_epochs, seed=self.options.seed)
+        recipe = recipe_for(mode, self.options.train_epochs, self.options.seed)
 
         def architecture():
             if mode == "head":
@@ -221,8 +219,9 @@ class Suite:
             return spec.factory(1000 if mode == "imagenet" else data.num_classes)
 
         def build(path: Path) -> None:
-            module = make_base_model(spec, data.num_classes, mode, data.train_part, data.train, recipe, self.report)
-            torch.save(module.state_dict(), str(path))
+            module = make_base_model(spec, data.num_classes, mode, data.train_part, data.train, recipe, self.report,
+                                     self.options.threads)
+            save_state_dict(module, path)
 
         inputs = {
             "model": model,
