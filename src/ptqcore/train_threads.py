@@ -44,7 +44,7 @@ class ThreadChooser:
     that their times compare.
     """
 
-    def __init__(self, candidates: Sequence[int], overhead: float = 0.05, min_every: int = 8,
+    def __init__(self, candidates: Sequence[int], overhead: float = 0.05, min_every: int = 32,
                  max_every: int = 200, slower: float = 2.0) -> None:
         if not candidates or min(candidates) < 1:
             raise ValueError(f"thread candidates must be counts >= 1, got {list(candidates)}")
