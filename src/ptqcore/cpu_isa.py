@@ -1,4 +1,5 @@
-"""The CPU's INT8 dot-product support, and the ONNX Runtime INT8 recipe that is right for it.
+"""The CPU's INT8 dot-product support, the ONNX Runtime INT8 recipe that is right for it, and its
+physical core count (:func:`physical_cores`, the default thread count).
 
 ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantization.md,
 "Data type selection" and the FAQ "When to use reduce-range and per-channel quantization?"):
@@ -136,3 +137,13 @@ def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa) -> str:
                 " try another --ptq-int8-recipe and compare agreement_reference")
     return (f"the {backend} engine computes something other than its Q/DQ graph: look at layers_by_precision"
             " and reformat_layers in the record")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (psutil), else logical ones: the default thread count of both runtimes, so
+    that ONNX Runtime and PyTorch are timed with the same, recorded number of threads."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

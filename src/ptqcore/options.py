@@ -131,10 +131,12 @@ class SuiteOptions:
         "--ptq-warmup-time", types.positive_float, "S", "warm-up before timing, at least 10 calls (default: 0.5 s)"))
     threads: int = _option(0, _flag(
         "--ptq-threads", types.int_at_least(0), "N",
-        "intra-op threads for ONNX Runtime and PyTorch alike (default: 0 = the physical cores)"))
+        "intra-op threads for ONNX Runtime and PyTorch alike (default: 0 = the physical cores; training then"
+        " chooses between them and 1 thread step by step, from measured step times)"))
     seed: int = _option(0, _flag("--ptq-seed", int, "N", "seed for splits and training (default: 0)"))
-    train_epochs: int = _option(8, _flag(
-        "--ptq-train-epochs", types.int_at_least(1), "N", "epochs when training (default: 8)"))
+    #: None: the weight mode's default (``ptqcore.training.DEFAULT_EPOCHS``: 5 from scratch, 8 for a head)
+    train_epochs: Optional[int] = _option(None, _flag(
+        "--ptq-train-epochs", types.int_at_least(1), "N", "training epochs (default: 5 from scratch, 8 for a head)"))
     trt_workspace_mib: Optional[int] = _option(None, _flag(
         "--ptq-trt-workspace", types.int_at_least(1), "MIB",
         "TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)"))
@@ -170,13 +172,3 @@ def options_from_values(get: Callable[[str], object]) -> SuiteOptions:
     flag, or None where it was not given (the field's default applies)."""
     values = {name: get(flag.dest) for name, flag in flags()}
     return SuiteOptions(**{name: value for name, value in values.items() if value is not None})
-
-
-def physical_cores() -> int:
-    """Physical CPU cores (psutil), else logical ones: the default thread count of both runtimes, so
-    that ONNX Runtime and PyTorch are timed with the same, recorded number of threads."""
-    import os
-
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -26,7 +26,7 @@ from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
 from .case import BASE_BACKEND, Case, Precision, build_matrix
 from .class_map import dataset_for_model
-from .cpu_isa import detect_cpu_isa, resolve_recipe
+from .cpu_isa import detect_cpu_isa, physical_cores, resolve_recipe
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
 from .int8_reference import int8_figures, reference_predictions
@@ -39,12 +39,12 @@ from .models import (
     resolve_model_names,
     spec_from_file,
 )
-from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions, physical_cores
+from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
 from .pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .thresholds import Thresholds, default_thresholds
-from .training import TrainRecipe, make_base_model, replace_head, resolve_weight_mode
+from .training import make_base_model, recipe_for, replace_head, resolve_weight_mode
 
 
 @dataclass(frozen=True)
@@ -180,9 +180,7 @@ class Suite:
         return self._once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
-        import torch
-
-        from .training import load_state_dict_file, load_torchscript
+        from .training import load_state_dict_file, load_torchscript, save_state_dict
 
         spec = self.specs[model]
         if spec.source == "onnx":
@@ -193,7 +191,7 @@ class Suite:
             return BaseModel(module, file)
         data = self.dataset(model)
         mode = resolve_weight_mode(self.options.weights, self.options.dataset)
-        recipe = TrainRecipe(epochs=self.options.train_epochs, seed=self.options.seed)
+        recipe = recipe_for(mode, self.options.train_epochs, self.options.seed)
 
         def architecture():
             if mode == "head":
@@ -203,8 +201,9 @@ class Suite:
             return spec.factory(1000 if mode == "imagenet" else data.num_classes)
 
         def build(path: Path) -> None:
-            module = make_base_model(spec, data.num_classes, mode, data.train_part, data.train, recipe, self.report)
-            torch.save(module.state_dict(), str(path))
+            module = make_base_model(spec, data.num_classes, mode, data.train_part, data.train, recipe, self.report,
+                                     self.options.threads)
+            save_state_dict(module, path)
 
         inputs = {
             "model": model,
