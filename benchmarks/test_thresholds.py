@@ -8,6 +8,7 @@ failure message names the limit and where it came from.
 import pytest
 
 from ptqcore.cpu_isa import kernel_drop_hint
+from ptqcore.sensitivity import drop_message_tail
 
 
 def _limits(ptq_suite, case):
@@ -27,9 +28,11 @@ def test_accuracy_drop(case, ptq_suite):
     if limits.max_accuracy_drop_pp is None:
         pytest.skip(f"no accuracy-drop limit for {case.precision.value} in {ptq_suite.thresholds.source}")
     quality = ptq_suite.quality(case)
-    assert quality["accuracy_drop_pp"] <= limits.max_accuracy_drop_pp, (
+    failing = quality["accuracy_drop_pp"] > limits.max_accuracy_drop_pp
+    tail = drop_message_tail(ptq_suite, case, failing)
+    assert not failing, (
         f"{case.id}: top-1 {quality['top1']:.4f} vs {quality['reference']} {quality['top1_base']:.4f}:"
-        f" drop {quality['accuracy_drop_pp']:.2f} pp > {limits.max_accuracy_drop_pp} pp ({limits.reason})"
+        f" drop {quality['accuracy_drop_pp']:.2f} pp > {limits.max_accuracy_drop_pp} pp ({limits.reason})" + tail
     )
 
 
@@ -45,7 +48,7 @@ def test_size_reduction(case, ptq_suite):
     )
 
 
-@pytest.mark.ptq_cases(select="int8")
+@pytest.mark.ptq_cases(select="quantized")
 def test_int8_kernel_matches_reference(case, ptq_suite):
     """The backend's INT8 kernels must compute what the Q/DQ file says: top-1 against the same file
     run with graph optimizations off (fake quantization) may drop by at most max_kernel_drop_pp."""

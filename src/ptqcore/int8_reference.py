@@ -36,6 +36,8 @@ def reference_file(suite: "Suite", case: Case) -> Path:
     inputs = {"backend": backend.name, "recipe": backend.int8_record_fields(case),
               "sources": [file_sha256(int8.prepared_onnx), file_sha256(int8.ranges)],
               "onnxruntime": onnxruntime.__version__}
+    if int8.float_nodes:
+        inputs["float_nodes"] = list(int8.float_nodes)
     return suite.store.get_or_build(
         "reference", inputs, "reference.onnx", lambda path: backend.int8_reference_onnx(case, int8, path),
         f"{case.backend} INT8 reference model of {case.model}",

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Tuple
 
 from . import option_types as types
 from .backends import BACKEND_NAMES
-from .case import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, PRECISION_NAMES, Precision
+from .case import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, DEFAULT_PRECISIONS, PRECISION_NAMES, Precision
 from .cpu_isa import INT8_RECIPE_CHOICES
 from .data import DATASETS
 from .export import DEFAULT_OPSET, EXPORTERS
@@ -66,8 +66,10 @@ class SuiteOptions:
     models: Tuple[str, ...] = _option(("study",), _flag(
         "--ptq-models", types.models, "LIST", "models, presets (study, quick, tiny, all), globs ('mobilenet*'),"
         " torchvision names or .onnx/.pt files, comma-separated (default: study = the study's six)"))
-    precisions: Tuple[Precision, ...] = _option(tuple(Precision), _flag(
-        "--ptq-precisions", types.precisions, "LIST", f"precisions to run: {', '.join(PRECISION_NAMES)} (default: all)"))
+    precisions: Tuple[Precision, ...] = _option(DEFAULT_PRECISIONS, _flag(
+        "--ptq-precisions", types.precisions, "LIST", f"precisions to run: {', '.join(PRECISION_NAMES)} (default:"
+        f" {','.join(p.value for p in DEFAULT_PRECISIONS)}; int8-mixed keeps the fewest layers in float that bring a"
+        " failing INT8 case within its limit)"))
     backends: Tuple[str, ...] = _option(("onnxruntime",), _flag(
         "--ptq-backends", types.choices(BACKEND_NAMES), "LIST",
         f"compression backends: {', '.join(BACKEND_NAMES)} (default: onnxruntime); base always runs on PyTorch"))
@@ -137,6 +139,10 @@ class SuiteOptions:
     #: None: the weight mode's default (``ptqcore.training.DEFAULT_EPOCHS``: 5 from scratch, 8 for a head)
     train_epochs: Optional[int] = _option(None, _flag(
         "--ptq-train-epochs", types.int_at_least(1), "N", "training epochs (default: 5 from scratch, 8 for a head)"))
+    sensitivity: bool = _option(False, _flag(
+        "--ptq-sensitivity", help="rank the layers of every INT8 case by the error their quantization adds"
+        " (record field sensitivity; done anyway for an INT8 case that fails its accuracy-drop limit)",
+        action="store_true"))
     trt_workspace_mib: Optional[int] = _option(None, _flag(
         "--ptq-trt-workspace", types.int_at_least(1), "MIB",
         "TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)"))

@@ -114,6 +114,8 @@ class Calibration:
     recipe: QuantRecipe
     threads: int
     describe: str
+    #: ``int8-mixed``: the nodes kept in float (:mod:`ptqcore.mixed`); empty for plain INT8
+    float_nodes: Tuple[str, ...] = ()
 
 
 def int8_inputs(steps: Steps, case: Case, source: Output, calibration: Calibration,
@@ -157,21 +159,22 @@ def phase_two(steps: Steps, backend: Backend, case: Case, source: Output, calibr
     the prepared model and ranges for a backend that quantizes from them, else the images alone."""
     int8, calibration_s = None, None
     keys: Callable[[], List[str]] = lambda: [source.sha256]  # noqa: E731
-    if case.precision is Precision.INT8:
+    if case.precision.quantized:
         if calibration is None:
             raise ValueError(f"{case.id}: an INT8 build needs its calibration images")
         with phase("calibration"):
             started = time.perf_counter()
             if backend.int8_needs_ranges(case):
                 prepared, ranges = int8_inputs(steps, case, source, calibration, onnxruntime_version)
-                int8 = Int8Inputs(prepared.path, ranges.path, calibration.images)
+                int8 = Int8Inputs(prepared.path, ranges.path, calibration.images, calibration.float_nodes)
                 keys = lambda: [source.sha256, prepared.sha256, ranges.sha256]  # noqa: E731
             else:  # the backend calibrates by itself from the images
-                int8 = Int8Inputs(None, None, calibration.images)
+                int8 = Int8Inputs(None, None, calibration.images, calibration.float_nodes)
                 keys = lambda: [source.sha256, calibration.images_key]  # noqa: E731
             calibration_s = time.perf_counter() - started
+    float_nodes = {"float_nodes": list(calibration.float_nodes)} if calibration and calibration.float_nodes else {}
     artifact = steps.run(
-        "artifact", lambda: backend.artifact_inputs(case, keys()), f"model{backend.artifact_suffix}",
+        "artifact", lambda: {**backend.artifact_inputs(case, keys()), **float_nodes}, f"model{backend.artifact_suffix}",
         lambda path: backend.build(case, source.path, path, int8),
         f"{case.precision.value} {case.backend} artifact of {case.model}"
         + (f" for batch {case.batch_size}" if backend.per_batch_artifacts else ""),

@@ -30,7 +30,7 @@ from .thresholds import check_names, load_thresholds
 
 SUITE_KEY = pytest.StashKey[Suite]()
 STARTED_KEY = pytest.StashKey[float]()
-SELECTIONS = ("all", "compressed", "base", "int8")
+SELECTIONS = ("all", "compressed", "base", "int8", "quantized")
 
 
 def pytest_addoption(parser) -> None:
@@ -96,7 +96,7 @@ def pytest_configure(config) -> None:
         check_writable(target.expanduser(), "--benchmark-json")
     config.addinivalue_line(
         "markers", "ptq_cases(select='all'): parametrize the test's `case` argument over the ptqcore"
-        " matrix; select 'compressed', 'base' or 'int8' to narrow it; opt_in='--ptq-OPTION' skips it unless"
+        " matrix; select 'compressed', 'base', 'int8' or 'quantized' (int8 and int8-mixed) to narrow it; opt_in='--ptq-OPTION' skips it unless"
         " that flag is given",
     )
     try:
@@ -154,7 +154,25 @@ def _selected(case: Case, select: str) -> bool:
         return not case.precision.compressed
     if select == "int8":
         return case.precision is Precision.INT8
+    if select == "quantized":
+        return case.precision.quantized
     return True
+
+
+@pytest.fixture(autouse=True)
+def _ptq_int8_mixed_needed(request) -> None:
+    """Skip every test of an ``int8-mixed`` case whose plain INT8 case passes its limit, with that
+    reason: known only after the INT8 accuracy pass, so at run time (:func:`ptqcore.mixed.skip_reason`)."""
+    case = _case_of(request.node)
+    if case is None or case.precision is not Precision.INT8_MIXED or SUITE_KEY not in request.config.stash:
+        return
+    from .mixed import skip_reason
+
+    suite = suite_of(request.config)
+    reason = skip_reason(suite, case)
+    if reason:
+        suite.book.skipped(case, reason)
+        pytest.skip(f"{case.id}: {reason}")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

@@ -10,7 +10,8 @@ INT8 is three steps, each a pure function from files to a file, so each can be c
    them, written as ONNX Runtime's calibration cache; the same ranges quantize for every backend;
 3. :func:`qdq_onnx_from_onnx`: insert QuantizeLinear/DequantizeLinear pairs from those ranges,
    in the form a :class:`QuantRecipe` names (for ONNX Runtime the layout that suits the CPU, see
-   :mod:`ptqcore.cpu_isa`; signed symmetric for TensorRT).
+   :mod:`ptqcore.cpu_isa`; signed symmetric for TensorRT), leaving the recipe's
+   ``nodes_to_exclude`` in float (:mod:`ptqcore.float_layers`).
 
 ONNX Runtime's string-keyed ``extra_options`` stay inside :class:`QuantRecipe`.
 """
@@ -50,6 +51,8 @@ class QuantRecipe:
     dedicated_qdq_pair: bool = False
     percentile: float = 99.999
     calibration_batch_size: int = 16
+    #: Nodes kept in float, inputs included (:func:`ptqcore.float_layers.keep_in_float`); empty for plain INT8.
+    nodes_to_exclude: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
@@ -94,7 +97,14 @@ class QuantRecipe:
         )
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every field, for cache keys; ``nodes_to_exclude`` only when there are any, so that the keys
+        of plain INT8 artifacts (built before mixed precision existed) stay what they were."""
+        out = asdict(self)
+        if out["nodes_to_exclude"]:
+            out["nodes_to_exclude"] = list(out["nodes_to_exclude"])
+        else:
+            del out["nodes_to_exclude"]
+        return out
 
     def quantizer_options(self) -> dict:
         """``extra_options`` for ``onnxruntime.quantization.quantize_static``."""
@@ -294,6 +304,8 @@ def qdq_onnx_from_onnx(prepared_path: Path, ranges_path: Path, recipe: QuantReci
         calibrate_method=_method(recipe),
         extra_options=recipe.quantizer_options(),
     )
+    if recipe.nodes_to_exclude:
+        kwargs["nodes_to_exclude"] = list(recipe.nodes_to_exclude)
     if supports_calibration_cache():
         q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=None,
                           calibration_cache_path=str(ranges_path), **kwargs)
@@ -301,4 +313,11 @@ def qdq_onnx_from_onnx(prepared_path: Path, ranges_path: Path, recipe: QuantReci
         empty = _ArrayReader("unused", np.zeros((0,), dtype=np.float32), 1)  # the stand-in reads nothing
         with _saved_ranges_instead_of_calibration(ranges_path):
             q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=empty, **kwargs)
+    if recipe.nodes_to_exclude:
+        import onnx
+
+        from .float_layers import keep_in_float
+
+        model = keep_in_float(onnx.load(str(out_path)), recipe.nodes_to_exclude, onnx.load(str(prepared_path)))
+        onnx.save(model, str(out_path))
     return Path(out_path)

@@ -258,11 +258,13 @@ class Suite:
     # -- phase 2 ------------------------------------------------------------------------------
     def calibration(self, case: Case) -> Calibration:
         """What an INT8 case calibrates on (its images and their fingerprint) and how (its backend's recipe)."""
+        from .mixed import float_nodes
+
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
         images = data.calibration_arrays(case.calibration_size)
         return Calibration(images, data.calibration_fingerprint(case.calibration_size), recipe, self.threads,
-                           f"{len(images)} images")
+                           f"{len(images)} images", float_nodes(self, case))
 
     def _source(self, case: Case) -> Output:
         source = self.onnx(case.model, self.export_settings(case.backend))
@@ -274,7 +276,7 @@ class Suite:
 
         calibration = self.calibration(case)
         prepared, ranges = int8_inputs(self.steps, case, self._source(case), calibration, onnxruntime.__version__)
-        return Int8Inputs(prepared.path, ranges.path, calibration.images)
+        return Int8Inputs(prepared.path, ranges.path, calibration.images, calibration.float_nodes)
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""
@@ -288,7 +290,7 @@ class Suite:
     def _make_artifact(self, case: Case) -> Entry:
         import onnxruntime
 
-        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
+        calibration = self.calibration(case) if case.precision.quantized else None
         artifact, _ = phase_two(self.steps, self.backend(case.backend), case, self._source(case), calibration,
                                 onnxruntime.__version__, memo=None)
         return artifact.entry
@@ -323,7 +325,7 @@ class Suite:
         import onnxruntime
 
         ort_version = onnxruntime.__version__
-        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
+        calibration = self.calibration(case) if case.precision.quantized else None
         with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch, (monitor or contextlib.nullcontext()):
             steps = Steps(scratch=Path(scratch))
             export_s: Optional[float] = None
@@ -400,8 +402,12 @@ class Suite:
                 artifact_sha256=artifact.sha256, artifact_reused=artifact.reused, artifact_path=str(artifact.path),
             )
             figures.update(self.backend(case.backend).artifact_details(artifact.path))
-            if case.precision is Precision.INT8:
+            if case.precision.quantized:
                 figures.update(int8_figures(self, case, predictions, ref))
+            if case.precision is Precision.INT8_MIXED:
+                from .mixed import mixed_figures
+
+                figures.update(mixed_figures(self, case))
         self.book.update(case, **figures)
         return figures
 

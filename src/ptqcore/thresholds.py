@@ -2,7 +2,7 @@
 
 A thresholds file is TOML::
 
-    [defaults.int8]                 # per precision: fp32, fp16, int8
+    [defaults.int8]                 # per precision: fp32, fp16, int8, int8-mixed
     max_accuracy_drop_pp = 2.0      # top-1 drop vs the reference, percentage points
     min_size_reduction = 3.0        # base size / artifact size
     max_kernel_drop_pp = 1.0        # int8 only: top-1 the backend's kernels lose against the
@@ -69,6 +69,8 @@ DEFAULTS: Dict[str, Limits] = {
     "fp32": Limits(max_accuracy_drop_pp=0.1, min_size_reduction=0.9),
     "fp16": Limits(max_accuracy_drop_pp=0.5, min_size_reduction=1.8),
     "int8": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=3.0, max_kernel_drop_pp=1.0),
+    # the INT8 drop limit it repairs; no larger than FP16 (1.8x), else FP16 would be the better repair
+    "int8-mixed": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=1.8, max_kernel_drop_pp=1.0),
 }
 DEFAULT_BASE_TOP1 = {"digits": 0.90}
 

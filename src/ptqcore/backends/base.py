@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 class Int8Inputs:
     """What an INT8 build starts from: the pre-processed ONNX and the calibration ranges computed on
     it, and the calibration images (prepared model and ranges are None for a backend whose
-    :meth:`Backend.int8_needs_ranges` is False)."""
+    :meth:`Backend.int8_needs_ranges` is False); ``float_nodes``: the nodes an ``int8-mixed`` build
+    keeps in float (:mod:`ptqcore.float_layers`), empty for plain INT8."""
 
     prepared_onnx: Optional[Path]
     ranges: Optional[Path]
     calibration_images: Optional[np.ndarray] = None
+    float_nodes: Tuple[str, ...] = ()
 
 
 class Runner(abc.ABC):

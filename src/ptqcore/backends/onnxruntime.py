@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -86,7 +87,7 @@ class OnnxRuntimeBackend(Backend):
 
     def artifact_inputs(self, case: Case, source_sha256) -> dict:
         inputs = super().artifact_inputs(case, source_sha256)
-        if case.precision is Precision.INT8:
+        if case.precision.quantized:
             inputs["recipe"] = self.int8_recipe(case).as_dict()
         return inputs
 
@@ -96,10 +97,11 @@ class OnnxRuntimeBackend(Backend):
             return Path(out_path)
         if case.precision is Precision.FP16:
             return fp16_onnx_from_onnx(onnx_path, out_path)
-        if case.precision is Precision.INT8:
+        if case.precision.quantized:
             if int8 is None:
                 raise ValueError("an INT8 build needs the prepared model and its calibration ranges")
-            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, self.int8_recipe(case), out_path)
+            recipe = replace(self.int8_recipe(case), nodes_to_exclude=tuple(int8.float_nodes))
+            return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, recipe, out_path)
         raise ValueError(f"{self.name} does not build {case.precision.value}")
 
     def runner(self, case: Case, artifact: Path) -> Runner:

@@ -62,7 +62,7 @@ class TensorRTBackend(Backend):
 
     def unsupported_reason(self, case: Case) -> Optional[str]:
         reason = super().unsupported_reason(case)
-        if reason or case.precision is not Precision.INT8 or self.unavailable_reason():
+        if reason or not case.precision.quantized or self.unavailable_reason():
             return reason
         try:
             plan_build(self.capabilities(), case.precision, self.options)
@@ -91,7 +91,7 @@ class TensorRTBackend(Backend):
         fields = (device.tensorrt_version, device.gpu_name, device.compute_capability)
         timing = cache_file(self.cache_dir, timing_cache_inputs(*fields, onnx_sha256), "timing.cache")
         calibration_cache = None
-        if images is not None and case.precision is Precision.INT8 and options.int8_strategy == "implicit-entropy":
+        if images is not None and case.precision.quantized and options.int8_strategy == "implicit-entropy":
             images_sha = _array_sha256(images)
             inputs = calibration_cache_inputs(*fields, onnx_sha256, images_sha, options.calibration_batch_size)
             calibration_cache = cache_file(self.cache_dir, inputs, "calibration.cache")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -89,8 +89,13 @@ def tensorrt_recipe(calibration_method: str) -> QuantRecipe:
 
 def tensorrt_qdq_onnx(int8: Int8Inputs, calibration_method: str, out_path: Path) -> Path:
     """The Q/DQ ONNX TensorRT builds INT8 from: the prepared model quantized from the shared ranges
-    file with :func:`tensorrt_recipe` (the ONNX Runtime INT8 model uses the same ranges)."""
-    return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, tensorrt_recipe(calibration_method), out_path)
+    file with :func:`tensorrt_recipe` (the ONNX Runtime INT8 model uses the same ranges).
+
+    ``int8.float_nodes`` (``int8-mixed``) get no Q/DQ pair: TensorRT runs a layer without Q/DQ
+    inputs in the best float precision the build allows, FP16 where ``BuilderFlag.FP16`` is set
+    (below 11, see :mod:`.plan`), and in the type the strongly typed network gives it (FP32) on 11."""
+    recipe = replace(tensorrt_recipe(calibration_method), nodes_to_exclude=tuple(int8.float_nodes))
+    return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, recipe, out_path)
 
 
 def _recording_logger(trt):
@@ -127,7 +132,7 @@ def _network_source(plan: BuildPlan, onnx_path: Path, out_path: Path, calibratio
                     options: TrtBuildOptions) -> Path:
     if plan.network_source == "fp16-onnx":
         return fp16_onnx_from_onnx(onnx_path, out_path.with_name(out_path.stem + ".fp16.onnx"))
-    if plan.precision == "int8" and calibration is None:
+    if plan.precision in ("int8", "int8-mixed") and calibration is None:
         raise BuildError("an INT8 engine needs the prepared model and its calibration ranges", "pass calibration=Int8Inputs(...)")
     if plan.network_source == "qdq-onnx":
         return tensorrt_qdq_onnx(calibration, options.calibration_method, out_path.with_name(out_path.stem + ".qdq.onnx"))

@@ -102,6 +102,12 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
     elif precision == "fp16":
         strategy, source, flags = ("fp16-onnx", "fp16-onnx", ()) if typed else ("fp16-builder-flag", "fp32-onnx", ("FP16",))
     elif options.int8_strategy == "implicit-entropy":
+        if precision == "int8-mixed":
+            raise PtqError(
+                "int8-mixed keeps chosen layers in float by leaving their Q/DQ pairs out of an explicit Q/DQ model;"
+                " the implicit-entropy strategy has no Q/DQ model to leave them out of",
+                "use the default explicit strategy (--ptq-trt-int8 explicit) for int8-mixed",
+            )
         if typed or not caps.has_implicit_int8_calibrator:
             raise PtqError(
                 f"the implicit-entropy INT8 strategy needs IInt8EntropyCalibrator2 and BuilderFlag.INT8, which "
