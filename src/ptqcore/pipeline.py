@@ -33,7 +33,7 @@ import numpy as np
 
 from .backends import Backend, Int8Inputs
 from .calibration import NUM_BINS, RANGES_VERSION
-from .case import Case, Precision
+from .case import Case
 from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
 from .store import ArtifactStore, Entry
 

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...case import Case, Precision
+from ...case import Case
 from ...errors import PtqError
 from ...quantize import QuantRecipe
 from ...store import file_sha256
