@@ -194,3 +194,31 @@ def test_runs_written_before_sizes_were_swept_get_their_single_size(tmp_path):
     sizes = {key[-1] for key in run.cases}
     assert sizes == {128, None}
     assert all((key[-1] == 128) == (key[1] == "int8") for key in run.cases)
+
+
+def test_ranked_layers_and_the_int8_mixed_trade_off_get_a_figure_and_a_table(tmp_path):
+    """tiny.json's INT8 record given a ranking, and an int8-mixed copy that kept its top layer in float."""
+    import copy
+    import json
+
+    document = json.loads(TINY.read_text())
+    records = document["ptqcore"]["records"]
+    (int8,) = [r for r in records if r["precision"] == "int8" and r["backend"] == "onnxruntime"]
+    int8["sensitivity"] = [{"node": f"/{i}/Conv", "op": "Conv", "added_nsr": 0.5 / (i + 1), "sqnr_in_db": None,
+                            "sqnr_out_db": 3.0, "macs": 1000} for i in range(12)]
+    int8["accuracy_drop_pp"] = 4.25
+    mixed = copy.deepcopy(int8)
+    del mixed["sensitivity"]
+    mixed.update(case=int8["case"].replace("-int8-", "-int8-mixed-"), precision="int8-mixed", accuracy_drop_pp=1.5,
+                 float_layers=["/0/Conv"], float_macs_share=0.125, mixed_note="1 of 12 ranked layers in float")
+    records.append(mixed)
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(document))
+    code, out = render(tmp_path, path)
+    assert code == 0
+    _, markdown, figures = check_files(out)
+    assert "run1-sensitivity.png" in {f.name for f in figures}
+    (row,) = [line for line in markdown.splitlines() if line.startswith(f"| {mixed['case']} |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:6] == ["4.25", "1.50", "1", "12.5%"]
+    assert cells[-1] == "1 of 12 ranked layers in float"

@@ -152,7 +152,7 @@ def with_calibration_size(records: Sequence, options: Optional[Mapping]) -> list
     size = options.get("calibration_size") if isinstance(options, Mapping) else None
     size = size if isinstance(size, int) and not isinstance(size, bool) else DEFAULT_CALIBRATION_SIZE
     return [record if not isinstance(record, dict) or "calibration_size" in record
-            else {**record, "calibration_size": size if record.get("precision") == "int8" else None}
+            else {**record, "calibration_size": size if record.get("precision") in ("int8", "int8-mixed") else None}
             for record in records]
 
 

@@ -7,7 +7,8 @@ relative ``figures/*.png``), ``report.md`` (the same content as Markdown) and ``
 never runs anything: the JSON is the only input. Per run: a table with one row per case and its
 headline figures (a skipped or failed case shows its status text, a figure that was not measured
 shows "–"), latency, throughput and speed-up, compression overhead, size, accuracy, the trade-off,
-the INT8 drop per calibration method and size (a calibration sweep only: :mod:`.calibration_sweep`)
+the INT8 drop per calibration method and size (a calibration sweep only: :mod:`.calibration_sweep`),
+the top layers of each ranked INT8 case and the int8-mixed trade-off (:mod:`.sensitivity`)
 and resource use per phase and over time; figures without data are not drawn and the report says
 "not measured". With two or more runs: side-by-side bars and the verdicts of
 :func:`ptqcore.compare.compare_runs` with the first run as the baseline.
@@ -52,6 +53,7 @@ def write_report(paths: Sequence, directory) -> Report:
     runs = load_report_runs(paths)
     try:
         from . import calibration_sweep, figures  # matplotlib only from here on
+        from . import sensitivity as layer_sensitivity
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
             raise
@@ -109,6 +111,11 @@ def write_report(paths: Sequence, directory) -> Report:
                              " method and number of calibration images. The subsets are nested (the smaller lie in"
                              " the larger, one seeded order), so the size is the only change.", footer, cases)
             blocks.append(calibration_sweep.table(cases))
+        blocks += figure(layer_sensitivity.draw, prefix + "sensitivity", "INT8 layers ranked by the noise their"
+                         " quantization adds (noise-to-signal ratio at the layer's output minus at its inputs); in"
+                         " orange the layers an int8-mixed case kept in float.", footer, cases)
+        if layer_sensitivity.has_mixed(cases):
+            blocks.append(layer_sensitivity.table(cases))
         blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]
