@@ -8,8 +8,10 @@ per-tensor INT8 range is 1000x too wide and rounding wipes out every other chann
 convolution must rank first and be the first layer kept in float.
 """
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -155,3 +157,31 @@ def test_the_float_layer_reads_the_unrounded_activation(planted):
     weights = {init.name: init for init in model.graph.initializer}
     assert producer[node.input[0]].op_type != "DequantizeLinear"  # its activation input is unrounded
     assert weights[node.input[1]].data_type == onnx.TensorProto.FLOAT  # and its weights float
+
+
+# -- through the plugin -------------------------------------------------------------------------------
+pytest_plugins = ["pytester"]
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_a_passing_int8_case_skips_its_mixed_case_with_the_reason_and_records_its_ranking_on_request(
+        pytester, tiny_cache, tiny_cli_options):
+    pytester.path.joinpath("test_thresholds.py").write_text((BENCHMARKS / "test_thresholds.py").read_text())
+    result = pytester.runpytest_subprocess(
+        "-p", "ptqcore.plugin", "-p", "no:cacheprovider", "-rs", "--ptq-models", "tiny", "--ptq-cache-dir",
+        str(tiny_cache), *tiny_cli_options, "--ptq-precisions", "int8,int8-mixed", "--ptq-sensitivity",
+        "-k", "accuracy_drop", "--benchmark-json", "out.json", "test_thresholds.py")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*tiny_cnn-int8-mixed-onnxruntime-cpu-b1: plain INT8 passes (*"
+                                 " pp <= 2.0 pp): no layer needs to stay in float*"])
+    records = {r["case"]: r for r in json.loads(pytester.path.joinpath("out.json").read_text())["ptqcore"]["records"]}
+    mixed = records["tiny_cnn-int8-mixed-onnxruntime-cpu-b1"]
+    assert mixed["status"] == "skipped" and mixed["skip_reason"].startswith("plain INT8 passes")
+    ranking = records["tiny_cnn-int8-onnxruntime-cpu-b1"]["sensitivity"]
+    assert [item["op"] for item in ranking].count("Conv") == 4 and ranking[0]["added_nsr"] >= ranking[-1]["added_nsr"]
+
+
+def test_int8_mixed_is_a_precision_name_and_a_typo_is_a_one_line_usage_error(pytester):
+    result = pytester.runpytest_subprocess("-p", "ptqcore.plugin", "--ptq-precisions", "int8-mix")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ptq-precisions: unknown int8-mix; valid: base, fp32, fp16, int8, int8-mixed"])
