@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore.case import DEFAULT_CALIBRATION_SIZE, Case, Precision, build_matrix
+from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_PRECISIONS, Case, Precision, build_matrix
 
 DEVICES = {"onnxruntime": "cpu", "tensorrt": "cuda"}
 
@@ -43,11 +43,19 @@ def test_case_rejects_inconsistent_fields():
 
 
 def test_matrix_default_sweep_shape():
-    cases = build_matrix(["a", "b"], list(Precision), ["onnxruntime"], DEVICES, [1])
+    cases = build_matrix(["a", "b"], list(DEFAULT_PRECISIONS), ["onnxruntime"], DEVICES, [1])
     assert [c.id for c in cases[:4]] == [
         "a-base-torch-cpu-b1", "a-fp32-onnxruntime-cpu-b1", "a-fp16-onnxruntime-cpu-b1", "a-int8-onnxruntime-cpu-b1",
     ]
     assert len(cases) == 8
+
+
+def test_int8_mixed_is_calibrated_like_int8_and_named_after_its_precision():
+    cases = build_matrix(["a"], [Precision.INT8, Precision.INT8_MIXED], ["onnxruntime"], DEVICES, [1], ["minmax"])
+    assert [c.id for c in cases] == ["a-int8-onnxruntime-cpu-b1-minmax", "a-int8-mixed-onnxruntime-cpu-b1-minmax"]
+    assert cases[1].calibration_size == 128 and Precision.INT8_MIXED not in DEFAULT_PRECISIONS
+    with pytest.raises(ValueError):
+        Case("m", Precision.INT8_MIXED, "onnxruntime", "cpu", 1)
 
 
 names = st.lists(st.sampled_from(["m1", "m2", "m3"]), min_size=1, max_size=4)
@@ -68,16 +76,16 @@ def test_matrix_is_complete_and_unique(models, precs, backs, bs, cals, cal_sizes
     for _ in set(models):
         expected += len(set(bs)) * len(base_devices) if Precision.BASE in precs else 0
         for precision in set(precs) - {Precision.BASE}:
-            per = len(set(cals)) * len(set(cal_sizes)) if precision is Precision.INT8 else 1
+            per = len(set(cals)) * len(set(cal_sizes)) if precision.quantized else 1
             expected += len(set(backs)) * len(set(bs)) * per
     assert len(cases) == expected
     assert all(c.backend == "torch" for c in cases if c.precision is Precision.BASE)
     assert all(c.device == DEVICES[c.backend] for c in cases if c.precision is not Precision.BASE)
     # the base runs on each device of the selected backends, and only there
     assert {c.device for c in cases if c.precision is Precision.BASE} <= base_devices
-    int8 = [c for c in cases if c.precision is Precision.INT8]
+    int8 = [c for c in cases if c.precision.quantized]
     assert {(c.recipe, c.calibration_size) for c in int8} <= {(m, n) for m in cals for n in cal_sizes}
-    assert all(c.calibration_size is None for c in cases if c.precision is not Precision.INT8)
+    assert all(c.calibration_size is None for c in cases if not c.precision.quantized)
     # the id names the size exactly when it is not the study's
     assert all((f"-cal{c.calibration_size}" in c.id) == (c.calibration_size != 128) for c in int8)
 
