@@ -30,6 +30,7 @@ and versions, the evaluation data and the limit), so a later run reuses it.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -107,12 +108,15 @@ def _evaluator(suite: "Suite", case: Case, ranked: List[str], scratch: Path) -> 
     plain = suite.int8_inputs(plain_int8(case))
     reference = suite.predictions(suite.reference_case(case))
     data = suite.dataset(case.model)
+    # quantize_static writes "<model>-inferred.onnx" beside its input and deletes it: from a private
+    # copy, so that runs sharing the cache never remove each other's file mid-quantization
+    prepared = Path(shutil.copy(str(plain.prepared_onnx), str(scratch / "prepared.onnx")))
 
     def evaluate(k: int) -> float:
-        int8 = Int8Inputs(plain.prepared_onnx, plain.ranges, plain.calibration_images, tuple(ranked[:k]))
+        int8 = Int8Inputs(prepared, plain.ranges, plain.calibration_images, tuple(ranked[:k]))
         path = scratch / f"candidate-{k}{backend.artifact_suffix if backend.int8_artifact_is_reference else '.onnx'}"
         if backend.int8_artifact_is_reference:
-            runner = backend.runner(case, backend.build(case, plain.prepared_onnx, path, int8))
+            runner = backend.runner(case, backend.build(case, prepared, path, int8))
         else:
             runner = OrtRunner(backend.int8_reference_onnx(case, int8, path), suite.threads, reference=True)
         with runner:
