@@ -17,8 +17,10 @@ undefined where the input is exact, at the first layer). That is exactly what ke
 float removes (:func:`ptqcore.float_layers.keep_in_float`: float weights, unrounded inputs), so the
 ranking is the order in which :mod:`ptqcore.mixed` excludes nodes. An activation with a few huge
 outliers shows at its consumers: its range is wide, so the rounding of its typical values is
-coarse. A node that amplifies noise it received (rather than adding its own) also ranks high;
-the greedy search's verification on the evaluation split is what guards against such a choice.
+coarse. A node that amplifies noise it received (rather than adding its own) also ranks high, and
+one that squashes it (a saturating Sigmoid) gets a negative figure; the greedy search's
+verification on the evaluation split is what guards against a poor choice. Tensors are matched by
+the node that makes them (:func:`float_names`), since the quantizer renames some.
 
 **Why not the top-1 effect per layer.** Quantizing each layer alone (or leaving each alone in
 float) and measuring top-1 costs one quantization and one accuracy pass per layer: 100 to 300 per
