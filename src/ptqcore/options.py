@@ -141,7 +141,8 @@ class SuiteOptions:
         "--ptq-train-epochs", types.int_at_least(1), "N", "training epochs (default: 5 from scratch, 8 for a head)"))
     sensitivity: bool = _option(False, _flag(
         "--ptq-sensitivity", help="rank the layers of every INT8 case by the error their quantization adds"
-        " (record field sensitivity; done anyway for an INT8 case that fails its accuracy-drop limit)",
+        " (record field sensitivity, computed by test_accuracy_drop; done anyway for an INT8 case that fails its"
+        " accuracy-drop limit)",
         action="store_true"))
     trt_workspace_mib: Optional[int] = _option(None, _flag(
         "--ptq-trt-workspace", types.int_at_least(1), "MIB",

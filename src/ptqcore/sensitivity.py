@@ -189,6 +189,12 @@ def compute_sensitivity(float_path: Path, qdq_path: Path, batches: Iterable[np.n
             "macs_by_node": macs}
 
 
+def batch_for(pixels: int) -> int:
+    """Images per batch of the comparison: every intermediate tensor of a batch is held at once in
+    both sessions, so the batch keeps the pixels of 16 images at 32x32 (16 on digits, 1 at 224x224)."""
+    return max(1, 16 * 32 * 32 // max(1, pixels))
+
+
 # -- in the suite ----------------------------------------------------------------------------------
 def plain_int8(case: Case) -> Case:
     """The plain INT8 case an ``int8-mixed`` case repairs (the case itself for INT8)."""
@@ -219,7 +225,8 @@ def sensitivity(suite: "Suite", case: Case) -> dict:
 
         def build(path: Path) -> None:
             images = next(iter(data.evaluation_batches(SENSITIVITY_IMAGES)))[0]  # the first images
-            batches = [images[i:i + 16] for i in range(0, len(images), 16)]
+            step = batch_for(images.shape[-2] * images.shape[-1])
+            batches = [images[i:i + step] for i in range(0, len(images), step)]
             path.write_text(json.dumps(compute_sensitivity(prepared, qdq, batches, suite.threads), sort_keys=True))
 
         entry = suite.store.get_or_build("sensitivity", inputs, "sensitivity.json", build,
