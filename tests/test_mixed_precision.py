@@ -61,6 +61,15 @@ def test_mac_share_is_a_fraction_that_adds_over_disjoint_sets(macs, data):
     assert mac_share(macs, chosen + chosen + ["not-a-node"]) == share  # duplicates once, unknown names 0
 
 
+@given(pixels=st.integers(1, 1024 * 1024))
+def test_the_comparison_batch_holds_at_most_16_digits_images_worth_of_pixels(pixels):
+    from ptqcore.sensitivity import batch_for
+
+    batch = batch_for(pixels)
+    assert batch >= 1 and (batch == 1 or batch * pixels <= 16 * 32 * 32)
+    assert batch_for(32 * 32) == 16
+
+
 # -- the greedy search --------------------------------------------------------------------------------
 drops_lists = st.lists(st.floats(0, 20, allow_nan=False), min_size=1, max_size=300)
 
