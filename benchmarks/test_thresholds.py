@@ -11,7 +11,7 @@ from ptqcore.cpu_isa import kernel_drop_hint
 
 
 def _limits(ptq_suite, case):
-    limits = ptq_suite.thresholds.limits_for(case.model, case.precision.value, case.backend)
+    limits = ptq_suite.thresholds.limits_for(case.model, case.precision.value, case.backend, case.technique)
     ptq_suite.book.update(case, limits={
         "max_accuracy_drop_pp": limits.max_accuracy_drop_pp,
         "min_size_reduction": limits.min_size_reduction,

@@ -1,0 +1,86 @@
+"""Unstructured pruning: global L1-magnitude pruning of Conv/Linear weights, and what it changes.
+
+:func:`prune_model` zeroes the ``level`` fraction of smallest-magnitude weights across all
+``nn.Conv*`` and ``nn.Linear`` layers together (``torch.nn.utils.prune.global_unstructured`` with
+``L1Unstructured``; biases, BatchNorm and other parameters are left alone), optionally fine-tunes
+the rest for some epochs with the pruned weights held at 0 (the pruning masks stay on while
+training), then makes the zeros permanent (``prune.remove``), so the module is a plain dense model
+whose state dict, ONNX export and every artifact made from it carry the zeros.
+
+What it does not change: a dense file format stores a zero like any other number, and dense kernels
+multiply by it. So ``size_bytes`` and latency of a pruned model on ONNX Runtime's or PyTorch's
+dense CPU kernels stay those of the unpruned model; only a compressor sees the zeros
+(:func:`gzip_size`, recorded as ``size_bytes_compressed``). ptqcore records both and does not hide
+either.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+from typing import List, Tuple
+
+#: gzip's default level, used for ``size_bytes_compressed`` (what ``gzip FILE`` gives).
+GZIP_LEVEL = 6
+
+
+def prunable(model) -> List[Tuple[object, str]]:
+    """``(module, "weight")`` of every Conv (1d/2d/3d) and Linear layer of ``model``, in module order."""
+    from torch import nn
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    return [(module, "weight") for module in model.modules() if isinstance(module, kinds)]
+
+
+def apply_masks(model, level: float) -> None:
+    """Attach global L1 pruning masks zeroing the ``level`` fraction (0 < level < 1) of the smallest
+    weights of :func:`prunable` layers; the masks stay on (training keeps those weights at 0) until
+    :func:`make_permanent`."""
+    from torch.nn.utils import prune
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"pruning level must be a fraction strictly between 0 and 1, got {level}")
+    layers = prunable(model)
+    if not layers:
+        raise ValueError("the model has no Conv or Linear weights to prune")
+    prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=level)
+
+
+def make_permanent(model) -> None:
+    """Fold every pruning mask into its weight (``prune.remove``): a plain module with the zeros baked in."""
+    from torch.nn.utils import prune
+
+    for module, name in prunable(model):
+        if prune.is_pruned(module) and hasattr(module, f"{name}_orig"):
+            prune.remove(module, name)
+
+
+def sparsity(model) -> float:
+    """The fraction of zero values among all :func:`prunable` weights of ``model`` (what is measured
+    from the weights themselves, not what was asked for)."""
+    zeros = total = 0
+    for module, name in prunable(model):
+        weight = getattr(module, name).detach()
+        zeros += int((weight == 0).sum())
+        total += weight.numel()
+    return zeros / total if total else 0.0
+
+
+def gzip_size(path: Path, level: int = GZIP_LEVEL) -> int:
+    """Bytes of ``path`` compressed by gzip at ``level`` (6: gzip's default), streamed, nothing written."""
+
+    class _Count:
+        size = 0
+
+        def write(self, data) -> int:
+            self.size += len(data)
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    counter = _Count()
+    with open(path, "rb") as source, gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=level, mtime=0) as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+    return counter.size
