@@ -113,3 +113,32 @@ def test_speedups_stay_within_a_technique():
 
     records = [record("ptq", "fp32", 4.0), record("prune80", "fp32", 3.0), record("prune80", "int8", 1.5)]
     assert speedups(records[2], records)["speedup_vs_fp32"] == 2.0
+
+
+def _record(technique, precision, p50, size_reduction, drop, seconds, status="passed"):
+    return {"model": "m", "technique": technique, "precision": precision, "backend": "onnxruntime", "device": "cpu",
+            "batch_size": 1, "dataset": "digits", "status": status, "latency_ms": {"p50": p50},
+            "size_reduction": size_reduction, "accuracy_drop_pp": drop, "export_s": 1.0, "build_s": 1.0,
+            "compression_time_s": seconds, "size_reduction_compressed": size_reduction}
+
+
+def test_ranking_scores_each_case_against_the_original_fp32_and_orders_by_mean_rank(tmp_path):
+    pytest.importorskip("matplotlib")
+    from ptqcore.report import technique_ranking
+    from ptqcore.report.content import case_views
+
+    records = [_record("ptq", "fp32", 4.0, 1.0, 0.0, None), _record("ptq", "int8", 2.0, 3.6, 0.5, None),
+               _record("prune80", "fp32", 4.0, 1.0, 1.0, 30.0), _record("kd_s", "int8", 0.5, 40.0, 2.0, 60.0),
+               {**_record("ptq", "base", 10.0, 1.0, 0.0, None), "status": "passed"}]
+    cases = case_views(records)
+    assert technique_ranking.is_technique_run(cases)
+    ranked = technique_ranking.rows(cases)["m"]
+    assert [row.label for row in ranked] == ["ptq int8", "ptq fp32", "kd_s int8", "prune80 fp32"]
+    assert ranked[0].mean_rank == pytest.approx((2 + 2 + 2 + 1) / 4)  # equal values share the better rank
+    by_label = {row.label: row for row in ranked}
+    assert by_label["kd_s int8"].values["latency_reduction_pct"] == pytest.approx(87.5)  # (4 - 0.5) / 4
+    assert by_label["prune80 fp32"].values["compression_s"] == pytest.approx(32.0)  # technique + phase 1 + 2
+    assert by_label["kd_s int8"].mean_rank == pytest.approx((1 + 1 + 4 + 4) / 4)
+    assert "base" not in " ".join(by_label) and len(technique_ranking.table(cases).rows) == 4
+    assert technique_ranking.draw(cases, tmp_path / "t.png", "footer") and (tmp_path / "t.png").stat().st_size > 0
+    assert not technique_ranking.draw(case_views(records[:2]), tmp_path / "none.png", "footer")

@@ -51,7 +51,7 @@ def write_report(paths: Sequence, directory) -> Report:
     """
     runs = load_report_runs(paths)
     try:
-        from . import calibration_sweep, figures  # matplotlib only from here on
+        from . import calibration_sweep, figures, technique_ranking  # matplotlib only from here on
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
             raise
@@ -109,6 +109,13 @@ def write_report(paths: Sequence, directory) -> Report:
                              " method and number of calibration images. The subsets are nested (the smaller lie in"
                              " the larger, one seeded order), so the size is the only change.", footer, cases)
             blocks.append(calibration_sweep.table(cases))
+        if technique_ranking.is_technique_run(cases):
+            blocks += [Heading("Compression techniques", 3)]
+            blocks += figure(technique_ranking.draw, prefix + "techniques", "Each compressed case against the"
+                             " original model: size reduction (dense files), latency reduction vs the original at FP32"
+                             " on the same runtime, top-1 drop, compression time (technique + phase 1 + phase 2);"
+                             " cases ordered by their mean rank over the four (in brackets).", footer, cases)
+            blocks.append(technique_ranking.table(cases))
         blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]
