@@ -10,7 +10,7 @@ import pytest
 @pytest.mark.ptq_cases(select="compressed")
 def test_compression(case, ptq_suite, benchmark):
     if ptq_suite.specs[case.model].has_torch_model:
-        ptq_suite.base_model(case.model)  # train or load it now, outside every round
+        ptq_suite.base_model(case.model, case.technique)  # train (prune, distil) or load it now, outside every round
     rounds = []
     options = ptq_suite.options
     benchmark.group = "compression"

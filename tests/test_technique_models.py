@@ -88,12 +88,13 @@ def tiny_suite(copy_tiny_cache, tiny_settings):
 def test_distillation_lowers_the_students_kl_to_the_teacher(tiny_suite):
     teacher = tiny_suite.base_model("tiny_cnn").module
     data = tiny_suite.dataset("tiny_cnn")
-    images = np.stack([image for image, _ in (data.eval_part.arrays(data.evaluation[:64]),)][0])
+    images = data.eval_part.arrays(data.evaluation[:64])[0]
     before = kl_to_teacher(_tiny(seed=1), teacher, images)
-    student = distill(_tiny(seed=1), teacher, data.train_part, data.train[:320], TrainRecipe(epochs=3, seed=0), 4.0, 0.7,
+    recipe = TrainRecipe(epochs=3, batch_size=16, lr=5e-3, seed=0)  # 60 steps: enough to show, quick to run
+    student = distill(_tiny(seed=1), teacher, data.train_part, data.train[:320], recipe, 4.0, 0.7,
                       "tiny student", lambda message: None)
     after = kl_to_teacher(student, teacher, images)
-    assert after < 0.5 * before, (before, after)
+    assert after < 0.6 * before, (before, after)  # measured: 0.76 -> 0.35
 
 
 def test_technique_cases_record_what_the_technique_did(tiny_suite):

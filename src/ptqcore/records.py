@@ -7,7 +7,8 @@ skipped or failed and so have no benchmark entry.
 
 Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
 ``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
-INT8 only), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
+INT8 only, and ``technique``: ``ptq`` unless a pruned model or a student made the case, see
+:mod:`ptqcore.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
 ``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
 ``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``,
 ``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
