@@ -42,8 +42,8 @@ from .case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
 SCHEMA_VERSION = 1
 
 #: What makes two records the same case in two runs (compare matches cases by these).
-KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration", "calibration_size",
-              "technique")
+KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "technique", "dataset", "calibration",
+              "calibration_size")
 #: A record's ``status``.
 STATUSES = ("passed", "failed", "skipped", "not run")
 #: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
