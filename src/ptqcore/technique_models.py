@@ -63,7 +63,7 @@ def technique_base(suite: "Suite", model: str, technique: str) -> "BaseModel":
     if parsed.kind == "prune":
         recipe = TrainRecipe(epochs=max(1, options.prune_finetune_epochs), lr=TrainRecipe.lr * FINETUNE_LR_FACTOR,
                              seed=options.seed, default_init_head=False)
-        settings = {"level": parsed.level, "finetune_epochs": options.prune_finetune_epochs, "head": "kept",
+        settings = {"level": parsed.level, "finetune_epochs": options.prune_finetune_epochs, "head": "kept", "scores": "abs/layer-rms",
                     "recipe": recipe.__dict__ if options.prune_finetune_epochs else None}
 
         def architecture():
