@@ -110,14 +110,25 @@ def test_every_int8_layout_builds_and_runs_on_any_cpu_in_reference_mode(suite, l
     assert quality["top1_reference"] >= quality["top1_base"] - 0.05, quality
 
 
-def test_compression_round_times_both_phases_without_touching_the_cache(suite, cache):
+def test_compression_rounds_time_both_phases_without_touching_the_cache(suite, cache):
+    """Phase 1 is timed once per model (warm-up + measured rounds, remembered for every precision);
+    a phase 2 round starts from the cached ONNX file and reads or writes nothing in the cache."""
+    suite.onnx("tiny_cnn")  # the ONNX file phase 2 starts from, made before any round
     before = sorted(p.name for p in cache.rglob("*"))
+    exports = suite.phase_one_rounds(case(Precision.INT8))
+    assert len(exports) == suite.options.compress_rounds
+    assert all(r.export_s > 0 and r.build_s is None and set(r.resources) >= {"export"} for r in exports)
+    assert suite.phase_one_rounds(case(Precision.FP16)) is exports  # one measurement per model
     measured = suite.compress_once(case(Precision.INT8))
-    assert measured.export_s > 0 and measured.build_s > 0
-    assert set(measured.resources) >= {"export", "calibration", "build"}
+    assert measured.export_s is None and measured.build_s > 0
+    assert set(measured.resources) >= {"calibration", "build"} and "export" not in measured.resources
     build = measured.resources["build"]
     assert build["rss_bytes_peak"] > 0 and build["duration_s"] >= measured.build_s * 0.5
     assert sorted(p.name for p in cache.rglob("*")) == before
+    suite.record_compression(case(Precision.FP16), [suite.compress_once(case(Precision.FP16))])
+    figures = suite.book.record(case(Precision.FP16)).figures
+    assert figures["export_s_rounds"] == [r.export_s for r in exports]
+    assert set(figures["resources"]) >= {"export", "build"}
 
 
 def test_second_run_reuses_the_cache_and_says_so(suite, cache):

@@ -10,8 +10,9 @@ Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, `
 INT8 only, and ``technique``: ``ptq`` unless a pruned model or a student made the case, see
 :mod:`ptqcore.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
 ``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
-``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``,
-``build_s`` (medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
+``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``
+(phase 1, timed once per model and shared by its precisions' records), ``build_s`` (phase 2;
+both medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
 ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``, ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
 ``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
 the same model, backend, device and batch size: p50 / this p50) and ``speedup_vs_base`` (the same
@@ -21,7 +22,7 @@ quantized (``int8_recipe``, ``activation_type``, ``weight_type``, ``per_channel`
 ``accuracy_drop_pp``: ``accuracy_drop_quantization_pp`` (the fake-quant reference run of the Q/DQ
 file, ``top1_reference``, vs the FP32 reference) and ``accuracy_drop_kernel_pp`` (the backend vs
 that reference run; ``agreement_reference`` is their top-1 agreement); with telemetry, ``resources`` (one
-summary per phase: ``export``, ``calibration``, ``build`` from the last compression round,
+summary per phase: ``export``, ``calibration``, ``build`` from the last round of each phase,
 ``idle`` and ``inference`` from the latency window), ``energy_j_per_inference`` and ``energy``
 (where power is measured), ``stability`` and ``machine_state``. A figure that was not measured
 is ``None``, never 0.

@@ -59,11 +59,11 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class CompressionRound:
-    """One compression round: phase 1 and phase 2 seconds (calibration within phase 2 on its own),
-    and the monitor's summary per phase."""
+    """One timed round of a phase: its seconds (phase 1: ``export_s``; phase 2: ``build_s``, with
+    calibration inside it on its own) and the monitor's summary per phase."""
 
     export_s: Optional[float]
-    build_s: float
+    build_s: Optional[float]
     resources: dict
     #: INT8: pre-processing, the statistics pass and the ranges (part of ``build_s``); else None
     calibration_s: Optional[float] = None
@@ -312,47 +312,73 @@ class Suite:
         interval = self.options.telemetry_interval
         return ResourceMonitor(default_samplers(interval), interval_s=interval, keep_samples=self.options.telemetry_samples)
 
-    def compress_once(self, case: Case) -> CompressionRound:
-        """Run phase 1 and phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
-
-        Phase 1 is PyTorch -> ONNX (not run for ONNX files). Phase 2 is everything from the ONNX
-        file to a model ready to run: for INT8 pre-processing and calibration on the calibration
-        images (monitored as ``calibration``) and quantization; for every precision, loading it
-        into its runtime. Nothing is read from or written to the cache, so every round does the
-        full work. Sampler start-up happens before the first clock is read.
-        """
-        backend = self.backend(case.backend, for_timing=True)
-        exporter, opset = self.export_settings(case.backend)
-        spec = self.specs[case.model]
-        size = self.preprocess(case.model).size
+    def _round(self, round_once: Callable[[Path, Callable], CompressionRound]) -> CompressionRound:
+        """``round_once(scratch, phase)`` in a fresh scratch folder under a fresh monitor (``phase(name)``
+        opens the monitor's phase of that name); its result with the monitor's summaries."""
         monitor = self.new_monitor()
 
         def phase(name):
             return monitor.phase(name) if monitor is not None else contextlib.nullcontext()
 
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
-        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
         with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch, (monitor or contextlib.nullcontext()):
-            steps = Steps(scratch=Path(scratch))
-            export_s: Optional[float] = None
-            source = Output(spec.path)
-            if spec.has_torch_model:
-                module = self.base_model(case.model, case.technique).module
+            measured = round_once(Path(scratch), phase)
+        return replace(measured, resources={name: summary.as_dict() for name, summary in monitor.summaries().items()}
+                       if monitor else {})
+
+    def phase_one_rounds(self, case: Case) -> List[CompressionRound]:
+        """Phase 1 (PyTorch -> ONNX) timed from scratch, ``--ptq-compress-warmup`` untimed rounds
+        then ``--ptq-compress-rounds`` measured ones (returned), once per model and (exporter, opset)
+        in a session. Every precision's phase 2 starts from the same ONNX file, as in the study (one
+        ONNX export per model, then one engine per precision), so every precision's record carries
+        these rounds' ``export_s``. Empty for an ONNX model file (it is its own phase 1). A technique
+        (:mod:`ptqcore.techniques`) exports its own model: once per model and technique."""
+        settings = self.export_settings(case.backend)
+        if not self.specs[case.model].has_torch_model:
+            return []
+
+        def measure() -> List[CompressionRound]:
+            import torch
+
+            module, size = self.base_model(case.model, case.technique).module, self.preprocess(case.model).size
+
+            def export_round(scratch: Path, phase) -> CompressionRound:
                 with phase("export"):
                     started = time.perf_counter()
-                    source = export_onnx(steps, case.model, module, None, size, opset, exporter, "")
-                    export_s = time.perf_counter() - started
+                    export_onnx(Steps(scratch=scratch), case.model, module, None, size, settings[1], settings[0],
+                                torch.__version__)
+                    return CompressionRound(time.perf_counter() - started, None, {})
+
+            rounds = [self._round(export_round) for _ in range(self.options.compress_warmup + self.options.compress_rounds)]
+            return rounds[self.options.compress_warmup:]
+
+        return self._once(("phase-one-rounds", case.model, case.technique) + settings, measure)
+
+    def compress_once(self, case: Case) -> CompressionRound:
+        """Run phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
+
+        Phase 2 is everything from the phase 1 ONNX file to a model ready to run: for INT8
+        pre-processing and calibration on the calibration images (monitored as ``calibration``) and
+        quantization; for every precision, loading it into its runtime. The ONNX file is made (or
+        read from the cache) before the clock starts; nothing is read from or written to the cache
+        inside the round, so every round does the full work. Sampler start-up happens before the
+        first clock is read. Phase 1 is timed by :meth:`phase_one_rounds`.
+        """
+        import onnxruntime
+
+        backend = self.backend(case.backend, for_timing=True)
+        source = self._source(case)
+        calibration = self.calibration(case) if case.precision is Precision.INT8 else None
+
+        def build_round(scratch: Path, phase) -> CompressionRound:
             with phase("build"):
                 started = time.perf_counter()
-                artifact, calibration_s = phase_two(steps, backend, case, source, calibration, ort_version, memo=None,
-                                                    phase=phase)
+                artifact, calibration_s = phase_two(Steps(scratch=scratch), backend, case, source, calibration,
+                                                    onnxruntime.__version__, memo=None, phase=phase)
                 with backend.runner(case, artifact.path):
                     pass
-                build_s = time.perf_counter() - started
-        resources = {name: summary.as_dict() for name, summary in monitor.summaries().items()} if monitor else {}
-        return CompressionRound(export_s, build_s, resources, calibration_s)
+                return CompressionRound(None, time.perf_counter() - started, {}, calibration_s)
+
+        return self._round(build_round)
 
     # -- inference ----------------------------------------------------------------------------
     def runner(self, case: Case) -> Runner:
@@ -422,13 +448,15 @@ class Suite:
         return figures
 
     def record_compression(self, case: Case, rounds: List[CompressionRound]) -> None:
-        """Medians of the measured rounds, their raw values, and the last round's resources per phase."""
-        exports = [r.export_s for r in rounds if r.export_s is not None]
-        builds = [r.build_s for r in rounds]
+        """Medians of the measured phase 2 ``rounds`` and of the model's phase 1 rounds
+        (:meth:`phase_one_rounds`), their raw values, and each phase's last round's resources."""
+        exports = [r.export_s for r in self.phase_one_rounds(case) if r.export_s is not None]
+        builds = [r.build_s for r in rounds if r.build_s is not None]
         calibrations = [r.calibration_s for r in rounds if r.calibration_s is not None]
         resources = dict(self.book.record(case).figures.get("resources") or {})
-        if rounds:
-            resources.update({k: v for k, v in rounds[-1].resources.items() if k != "total"})
+        for last in (self.phase_one_rounds(case) or [None])[-1:] + rounds[-1:]:
+            if last is not None:
+                resources.update({k: v for k, v in last.resources.items() if k != "total"})
         self.book.update(
             case,
             export_s=statistics.median(exports) if exports else None,
