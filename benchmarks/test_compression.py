@@ -12,7 +12,7 @@ import pytest
 
 @pytest.mark.ptq_cases(select="compressed")
 def test_compression(case, ptq_suite, benchmark):
-    ptq_suite.phase_one_rounds(case)  # trains or loads the base model, then times phase 1 (once per model)
+    ptq_suite.phase_one_rounds(case)  # trains, prunes, distils or loads the base model, then times phase 1 (once per model)
     rounds = []
     options = ptq_suite.options
     benchmark.group = "compression"

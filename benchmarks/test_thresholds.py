@@ -12,7 +12,7 @@ from ptqcore.sensitivity import drop_message_tail
 
 
 def _limits(ptq_suite, case):
-    limits = ptq_suite.thresholds.limits_for(case.model, case.precision.value, case.backend)
+    limits = ptq_suite.thresholds.limits_for(case.model, case.precision.value, case.backend, case.technique)
     ptq_suite.book.update(case, limits={
         "max_accuracy_drop_pp": limits.max_accuracy_drop_pp,
         "min_size_reduction": limits.min_size_reduction,

@@ -3,19 +3,24 @@
 A case's :attr:`Case.id` (``mobilenet_v3_small-int8-onnxruntime-cpu-b1``) is the pytest id and the
 key that every result record of that case carries, so ``pytest -k "int8 and densenet"`` selects it.
 An INT8 case's calibration shows in the id only where it is not the study's (entropy on 128
-images): ``...-b1-minmax``, ``...-b1-cal32``, ``...-b1-percentile-cal512``.
+images): ``...-b1-minmax``, ``...-b1-cal32``, ``...-b1-percentile-cal512``. A case of a compression
+technique other than PTQ alone (:mod:`ptqcore.techniques`) names it after the model:
+``densenet201-prune80-int8-onnxruntime-cpu-b1``, ``densenet201-kd_mobilenet_v3_small-fp32-...``; PTQ
+cases (technique :data:`DEFAULT_TECHNIQUE`) keep their ids.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, List, Optional, Sequence
 
 #: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.calibration`.
 DEFAULT_CALIBRATION = "entropy"
 #: The study's number of calibration images.
 DEFAULT_CALIBRATION_SIZE = 128
+#: Post-training quantization alone: the model as trained is the base of phase 1 (the study's axis).
+DEFAULT_TECHNIQUE = "ptq"
 
 
 class Precision(str, enum.Enum):
@@ -57,8 +62,9 @@ class Case:
 
     ``recipe`` is the calibration method for INT8 cases and empty otherwise; ``calibration_size``
     the number of calibration images for INT8 cases (:data:`DEFAULT_CALIBRATION_SIZE` when not
-    given) and None otherwise. Each shows in the id only when it is not the default, so default ids
-    stay short and stable.
+    given) and None otherwise. ``technique`` names what made the case's base model
+    (:mod:`ptqcore.techniques`: ``ptq`` = the model as trained, ``prune80``, ``kd_<student>``). Each
+    shows in the id only when it is not the default, so default ids stay short and stable.
     """
 
     model: str
@@ -68,6 +74,7 @@ class Case:
     batch_size: int
     recipe: str = ""
     calibration_size: Optional[int] = None
+    technique: str = DEFAULT_TECHNIQUE
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -84,7 +91,8 @@ class Case:
 
     @property
     def id(self) -> str:
-        parts = [self.model, self.precision.value, self.backend, self.device, f"b{self.batch_size}"]
+        technique = [self.technique] if self.technique != DEFAULT_TECHNIQUE else []
+        parts = [self.model, *technique, self.precision.value, self.backend, self.device, f"b{self.batch_size}"]
         if self.recipe and self.recipe != DEFAULT_CALIBRATION:
             parts.append(self.recipe)
         if self.calibration_size is not None and self.calibration_size != DEFAULT_CALIBRATION_SIZE:
@@ -102,6 +110,7 @@ class Case:
             "batch_size": self.batch_size,
             "calibration": self.recipe or None,
             "calibration_size": self.calibration_size,
+            "technique": self.technique,
         }
 
 
@@ -113,9 +122,10 @@ def build_matrix(
     batch_sizes: Sequence[int],
     calibrations: Sequence[str] = (DEFAULT_CALIBRATION,),
     calibration_sizes: Sequence[int] = (DEFAULT_CALIBRATION_SIZE,),
+    techniques: Sequence[str] = (DEFAULT_TECHNIQUE,),
 ) -> List[Case]:
-    """All cases, in a stable order: model, then base before the backends, then precision, batch,
-    calibration method, calibration size (INT8 gets one case per method x size).
+    """All cases, in a stable order: model, then technique, then base before the backends, then
+    precision, batch, calibration method, calibration size (INT8 gets one case per method x size).
 
     ``devices`` maps each backend name to the device it runs on. ``base`` cases run on PyTorch
     whatever ``backends`` says, once on each device the selected backends use (the CPU for
@@ -147,7 +157,16 @@ def build_matrix(
                     for recipe in _unique(calibrations):
                         for size in _unique(calibration_sizes):
                             add(Case(model, precision, backend, devices[backend], batch, recipe, size))
-    return cases
+    return _per_technique(cases, techniques)
+
+
+def _per_technique(cases: Sequence[Case], techniques: Sequence[str]) -> List[Case]:
+    """``cases`` once per technique (its ``technique`` set), grouped by model, techniques in the given order."""
+    techniques = _unique(techniques)
+    if techniques == [DEFAULT_TECHNIQUE]:
+        return list(cases)
+    return [replace(case, technique=technique) for model in _unique(case.model for case in cases)
+            for technique in techniques for case in cases if case.model == model]
 
 
 def _unique(items: Iterable) -> list:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from . import option_types as types
+from . import techniques as technique_types
 from .backends import BACKEND_NAMES
 from .case import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_SIZE, DEFAULT_PRECISIONS, PRECISION_NAMES, Precision
 from .cpu_isa import INT8_RECIPE_CHOICES
@@ -167,6 +168,27 @@ class SuiteOptions:
         "--ptq-model-mean", types.three_floats, "R,G,B", "normalization mean of model files (default: ImageNet)"))
     file_std: Tuple[float, float, float] = _option(IMAGENET_STD, _flag(
         "--ptq-model-std", types.three_positive_floats, "R,G,B", "normalization std of model files (default: ImageNet)"))
+    #: compression techniques beside PTQ (kinds; :mod:`ptqcore.techniques` expands them to case names)
+    techniques: Tuple[str, ...] = _option(("ptq",), _flag(
+        "--ptq-techniques", technique_types.kinds, "LIST", "compression techniques, one set of cases each: ptq (the"
+        " model as trained), prune (unstructured pruning at --ptq-prune-levels), kd (a student distilled from"
+        " the model), or all (default: ptq; prune and kd train)"))
+    prune_levels: Tuple[int, ...] = _option((50, 80), _flag(
+        "--ptq-prune-levels", technique_types.prune_levels, "LIST", "percent of Conv/Linear weights pruned (global"
+        " L1 magnitude), one technique each: prune50, prune80 (default: 50,80)"))
+    prune_finetune_epochs: int = _option(1, _flag(
+        "--ptq-prune-finetune-epochs", types.int_at_least(0), "N",
+        "epochs of fine-tuning on the training split after pruning, the pruned weights kept at 0 (default: 1)"))
+    kd_student: str = _option("mobilenet_v3_small", _flag(
+        "--ptq-kd-student", technique_types.student, "MODEL", "the model distilled from each case model"
+        " (default: mobilenet_v3_small)"))
+    kd_epochs: int = _option(5, _flag(
+        "--ptq-kd-epochs", types.int_at_least(1), "N", "distillation epochs (default: 5, as training from scratch)"))
+    kd_temperature: float = _option(4.0, _flag(
+        "--ptq-kd-temperature", technique_types.temperature, "T", "softmax temperature of the distillation loss (default: 4)"))
+    kd_alpha: float = _option(0.7, _flag(
+        "--ptq-kd-alpha", technique_types.alpha, "A", "weight of the teacher (soft) loss; 1 - A weighs cross-entropy on"
+        " the labels (default: 0.7)"))
 
 
 def flags() -> List[Tuple[str, Flag]]:

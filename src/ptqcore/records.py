@@ -7,7 +7,8 @@ skipped or failed and so have no benchmark entry.
 
 Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
 ``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
-INT8 only), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
+INT8 only, and ``technique``: ``ptq`` unless a pruned model or a student made the case, see
+:mod:`ptqcore.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
 ``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
 ``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``
 (phase 1, timed once per model and shared by its precisions' records), ``build_s`` (phase 2;
@@ -39,12 +40,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .case import DEFAULT_CALIBRATION_SIZE, Case
+from .case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
 
 SCHEMA_VERSION = 1
 
 #: What makes two records the same case in two runs (compare matches cases by these).
-KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "dataset", "calibration", "calibration_size")
+KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "technique", "dataset", "calibration",
+              "calibration_size")
 #: A record's ``status``.
 STATUSES = ("passed", "failed", "skipped", "not run")
 #: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
@@ -74,6 +76,11 @@ RECORD_FIELDS = {
     "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
     "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT,
     "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT,
+    # compression technique (ptqcore.technique_models): ptq, prune<L> or kd_<student>, and what it did;
+    # the accuracy reference of every technique case is the original model's base (teacher_case)
+    "technique": _TEXT, "sparsity": _NUMBER, "size_bytes_compressed": _INT, "size_reduction_compressed": _NUMBER,
+    "compression_time_s": _NUMBER, "compression_reused": _FLAG, "accuracy_drop_technique_pp": _NUMBER,
+    "teacher_case": _TEXT,
     # compression
     "export_s": _NUMBER, "build_s": _NUMBER, "calibration_s": _NUMBER, "export_s_rounds": _LIST,
     "build_s_rounds": _LIST, "calibration_s_rounds": _LIST,
@@ -120,8 +127,8 @@ FIGURES = (
 
 #: What a case is compared with for each speed-up, and the fields that must match.
 SPEEDUP_REFERENCES = {
-    "speedup_vs_fp32": ("fp32", ("model", "backend", "device", "batch_size", "dataset")),
-    "speedup_vs_base": ("base", ("model", "device", "batch_size", "dataset")),
+    "speedup_vs_fp32": ("fp32", ("model", "technique", "backend", "device", "batch_size", "dataset")),
+    "speedup_vs_base": ("base", ("model", "technique", "device", "batch_size", "dataset")),
 }
 
 
@@ -155,6 +162,13 @@ def with_calibration_size(records: Sequence, options: Optional[Mapping]) -> list
     return [record if not isinstance(record, dict) or "calibration_size" in record
             else {**record, "calibration_size": size if record.get("precision") in ("int8", "int8-mixed") else None}
             for record in records]
+
+
+def with_technique(records: Sequence) -> list:
+    """``records`` with ``technique`` in every record (a dict) that lacks it: runs written before the
+    technique axis measured PTQ alone (``ptq``). Records are copied, never changed in place."""
+    return [record if not isinstance(record, dict) or "technique" in record
+            else {**record, "technique": DEFAULT_TECHNIQUE} for record in records]
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import PtqError, error_line
 from .records import (ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, STATUSES, kind_of_measurement,
-                      with_calibration_size)
+                      with_calibration_size, with_technique)
 from .stats import percentile
 
 #: Schema versions of ``output["ptqcore"]`` this ptqcore can read.
@@ -184,6 +184,7 @@ def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
     if not isinstance(records, list):
         raise RunFileError(f"{source} has no ptqcore records list", _RERUN)
     records = with_calibration_size(records, document["ptqcore"].get("options"))  # runs before sweeps lack it
+    records = with_technique(records)  # runs before the technique axis lack it
     by_case: Dict[str, Mapping] = {}
     for number, record in enumerate(records, start=1):
         _check_record(record, f"{source}: record #{number}")

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from . import __version__
 from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
-from .case import BASE_BACKEND, Case, Precision, build_matrix
+from .case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision, build_matrix
 from .class_map import dataset_for_model
 from .cpu_isa import detect_cpu_isa, physical_cores, resolve_recipe
 from .data import DataSet, load_dataset
@@ -43,6 +43,8 @@ from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
 from .pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
 from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
+from .technique_models import technique_base, technique_base_case, technique_figures, unsupported_reason
+from .techniques import technique_names
 from .thresholds import Thresholds, default_thresholds
 from .training import make_base_model, recipe_for, replace_head, resolve_weight_mode
 
@@ -96,6 +98,8 @@ class Suite:
         #: Where cached builds put each step's output (:mod:`ptqcore.pipeline`): the store, once per session.
         self.steps = Steps(self.store, once=self._once)
         self._backends: Dict[tuple, object] = {}
+        #: The run's technique names (:mod:`ptqcore.techniques`): ``("ptq",)`` unless asked for more.
+        self.techniques = technique_names(options.techniques, options.prune_levels, options.kd_student)
 
     # -- the matrix -------------------------------------------------------------------------
     def _resolve_specs(self) -> Dict[str, ModelSpec]:
@@ -130,12 +134,13 @@ class Suite:
         devices = {name: self.backend(name).device for name in self.options.backends}
         matrix = build_matrix(
             list(self.specs), self.options.precisions, self.options.backends, devices,
-            self.options.batch_sizes, self.options.calibrations, self.options.calibration_sizes,
+            self.options.batch_sizes, self.options.calibrations, self.options.calibration_sizes, self.techniques,
         )
         return [(case, self.skip_reason(case)) for case in matrix]
 
     def skip_reason(self, case: Case) -> Optional[str]:
         reason = self.specs[case.model].unsupported_reason(case.backend, case.precision.value)
+        reason = reason or unsupported_reason(self, case)
         if reason:
             return reason
         backend = self.backend(case.backend)
@@ -176,7 +181,10 @@ class Suite:
         ))
 
     # -- phase 0: the base model ----------------------------------------------------------------
-    def base_model(self, model: str) -> BaseModel:
+    def base_model(self, model: str, technique: str = DEFAULT_TECHNIQUE) -> BaseModel:
+        """The PyTorch model phase 1 starts from: the model as trained, or what ``technique`` made of it."""
+        if technique != DEFAULT_TECHNIQUE:
+            return self._once(("base", model, technique), lambda: technique_base(self, model, technique))
         return self._once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
@@ -228,9 +236,9 @@ class Suite:
             return self.options.exporter, self.options.opset
         return self.backend(backend_name).export_settings(self.options.exporter, self.options.opset)
 
-    def onnx(self, model: str, settings: Optional[Tuple[str, int]] = None) -> Entry:
-        """Phase 1 for ``model`` with (exporter, opset) ``settings`` (default: the options'); an ONNX
-        model file is its own phase 1, checked once."""
+    def onnx(self, model: str, settings: Optional[Tuple[str, int]] = None, technique: str = DEFAULT_TECHNIQUE) -> Entry:
+        """Phase 1 for ``model`` (as ``technique`` made it) with (exporter, opset) ``settings`` (default:
+        the options'); an ONNX model file is its own phase 1, checked once."""
         exporter, opset = settings or self.export_settings()
         spec = self.specs[model]
         if spec.source == "onnx":
@@ -241,8 +249,9 @@ class Suite:
             return self._once(("onnx-file", model), checked)
         import torch
 
-        base = self.base_model(model)
-        return export_onnx(self.steps, model, base.module, base.file, self.preprocess(model).size, opset, exporter,
+        base = self.base_model(model, technique)
+        name = model if technique == DEFAULT_TECHNIQUE else f"{model}-{technique}"
+        return export_onnx(self.steps, name, base.module, base.file, self.preprocess(model).size, opset, exporter,
                            torch.__version__).entry
 
     def backend(self, name: str, for_timing: bool = False):
@@ -267,7 +276,7 @@ class Suite:
                            f"{len(images)} images", float_nodes(self, case))
 
     def _source(self, case: Case) -> Output:
-        source = self.onnx(case.model, self.export_settings(case.backend))
+        source = self.onnx(case.model, self.export_settings(case.backend), case.technique)
         return Output(source.path, source)
 
     def int8_inputs(self, case: Case) -> Int8Inputs:
@@ -285,7 +294,8 @@ class Suite:
     def _artifact_identity(self, case: Case) -> tuple:
         """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
         batch = case.batch_size if case.precision.compressed and self.backend(case.backend).per_batch_artifacts else None
-        return (case.model, case.precision, case.backend, case.device, case.recipe, case.calibration_size, batch)
+        return (case.model, case.precision, case.backend, case.device, case.recipe, case.calibration_size, batch,
+                case.technique)
 
     def _make_artifact(self, case: Case) -> Entry:
         import onnxruntime
@@ -322,7 +332,8 @@ class Suite:
         then ``--ptq-compress-rounds`` measured ones (returned), once per model and (exporter, opset)
         in a session. Every precision's phase 2 starts from the same ONNX file, as in the study (one
         ONNX export per model, then one engine per precision), so every precision's record carries
-        these rounds' ``export_s``. Empty for an ONNX model file (it is its own phase 1)."""
+        these rounds' ``export_s``. Empty for an ONNX model file (it is its own phase 1). A technique
+        (:mod:`ptqcore.techniques`) exports its own model: once per model and technique."""
         settings = self.export_settings(case.backend)
         if not self.specs[case.model].has_torch_model:
             return []
@@ -330,7 +341,7 @@ class Suite:
         def measure() -> List[CompressionRound]:
             import torch
 
-            module, size = self.base_model(case.model).module, self.preprocess(case.model).size
+            module, size = self.base_model(case.model, case.technique).module, self.preprocess(case.model).size
 
             def export_round(scratch: Path, phase) -> CompressionRound:
                 with phase("export"):
@@ -342,7 +353,7 @@ class Suite:
             rounds = [self._round(export_round) for _ in range(self.options.compress_warmup + self.options.compress_rounds)]
             return rounds[self.options.compress_warmup:]
 
-        return self._once(("phase-one-rounds", case.model) + settings, measure)
+        return self._once(("phase-one-rounds", case.model, case.technique) + settings, measure)
 
     def compress_once(self, case: Case) -> CompressionRound:
         """Run phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
@@ -374,7 +385,8 @@ class Suite:
     # -- inference ----------------------------------------------------------------------------
     def runner(self, case: Case) -> Runner:
         """A fresh (not yet entered) runner for the case."""
-        artifact = self.base_model(case.model).module if case.precision is Precision.BASE else self.artifact(case).path
+        artifact = (self.base_model(case.model, case.technique).module if case.precision is Precision.BASE
+                    else self.artifact(case).path)
         return self.backend(case.backend).runner(case, artifact)
 
     def sample_batch(self, case: Case):
@@ -410,12 +422,12 @@ class Suite:
         figures = {"top1": predictions.top1_accuracy, "top5": predictions.top5_accuracy,
                    "eval_images": len(predictions.labels)}
         reference = self.reference_case(case)
-        if case.precision is Precision.BASE:
+        if case.precision is Precision.BASE and case.technique == DEFAULT_TECHNIQUE:
             size = self.base_model(case.model).file.size_bytes
             figures.update(size_bytes=size, size_bytes_base=size, size_reduction=1.0, top1_base=figures["top1"],
                            accuracy_drop_pp=0.0, agreement_top1=1.0, reference="base")
         else:
-            artifact = self.artifact(case)
+            artifact = self.artifact(case) if case.precision.compressed else self.base_model(case.model, case.technique).file
             base_size = (self.base_model(case.model).file.size_bytes if self.specs[case.model].has_torch_model
                          else self.onnx(case.model).size_bytes)
             ref = self.predictions(reference) if reference != case else predictions
@@ -426,13 +438,18 @@ class Suite:
                 agreement_top1=predictions.agreement_top1(ref), reference=reference.precision.value,
                 artifact_sha256=artifact.sha256, artifact_reused=artifact.reused, artifact_path=str(artifact.path),
             )
-            figures.update(self.backend(case.backend).artifact_details(artifact.path))
-            if case.precision.quantized:
-                figures.update(int8_figures(self, case, predictions, ref))
+            if case.precision.compressed:
+                figures.update(self.backend(case.backend).artifact_details(artifact.path))
+            if case.precision.quantized:  # technique cases: the split starts from the technique's own model
+                own = ref if case.technique == DEFAULT_TECHNIQUE else self.predictions(technique_base_case(case))
+                figures.update(int8_figures(self, case, predictions, own))
             if case.precision is Precision.INT8_MIXED:
                 from .mixed import mixed_figures
 
                 figures.update(mixed_figures(self, case))
+        if self.techniques != (DEFAULT_TECHNIQUE,):
+            path = self.base_model(case.model).file.path if "artifact_path" not in figures else Path(figures["artifact_path"])
+            figures.update(technique_figures(self, case, path, figures))
         self.book.update(case, **figures)
         return figures
 

@@ -8,6 +8,9 @@ A thresholds file is TOML::
     max_kernel_drop_pp = 1.0        # int8 only: top-1 the backend's kernels lose against the
                                     # fake-quant reference run of the same Q/DQ file
 
+    [techniques.prune.int8]         # a compression technique (a kind: prune, kd; or a name: prune80,
+    max_accuracy_drop_pp = 5.0      # kd_mobilenet_v3_small) x precision; a name's table wins over its kind's
+
     [datasets.digits]
     min_base_top1 = 0.90            # the base model itself must reach this top-1
 
@@ -15,6 +18,7 @@ A thresholds file is TOML::
     models = "mobilenet_v3_*"       # glob over model names
     precision = "int8"              # optional, default every precision
     backend = "onnxruntime"         # optional, default every backend
+    technique = "prune*"            # optional glob over technique names, default every technique
     max_accuracy_drop_pp = 4.0
     reason = "why this model is allowed more"   # required
 
@@ -26,7 +30,11 @@ A thresholds file is TOML::
     build_factor = 1.5              # export or build slower by more than this factor
     energy_factor = 1.10            # more energy per inference by more than this factor
 
-The file's values are merged over :data:`DEFAULTS`. Any mistake (unknown key, wrong type, an
+The file's values are merged over :data:`DEFAULTS`. A case of a technique other than ``ptq`` starts
+from its precision's limits with its drop limit raised by the technique's own budget
+(:data:`TECHNIQUE_DROP_BUDGET_PP`, against the original model), then takes its kind's and its
+name's ``[techniques]`` tables, then the overrides. Files without ``[techniques]`` mean what they
+always meant. Any mistake (unknown key, wrong type, an
 override without a reason) is a :class:`ThresholdsError` that names the file, the place and the fix.
 """
 
@@ -35,11 +43,11 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from .case import COMPRESSED_PRECISION_NAMES
+from .case import COMPRESSED_PRECISION_NAMES, DEFAULT_TECHNIQUE
 from .errors import ThresholdsError
 
 if sys.version_info >= (3, 11):
@@ -73,6 +81,18 @@ DEFAULTS: Dict[str, Limits] = {
     "int8-mixed": Limits(max_accuracy_drop_pp=2.0, min_size_reduction=1.8, max_kernel_drop_pp=1.0),
 }
 DEFAULT_BASE_TOP1 = {"digits": 0.90}
+#: What a technique may lose on top of its precision's limit, in pp against the original model (whose
+#: base is every technique case's accuracy reference). Pruning at 50-80% with a short fine-tuning and
+#: a student a tenth of its teacher's size are expected to cost some accuracy; the sister paper saw
+#: drops of a few points. A starting point, not a measured guarantee: set yours in [techniques.*].
+TECHNIQUE_DROP_BUDGET_PP = {"prune": 2.0, "kd": 3.0}
+
+
+def _technique_kind(technique: str) -> str:
+    """``prune`` for ``prune80``, ``kd`` for ``kd_mobilenet_v3_small``, else the name itself."""
+    if technique.startswith("kd_"):
+        return "kd"
+    return "prune" if technique.startswith("prune") and technique[5:].isdigit() else technique
 
 
 def _finite(value) -> bool:
@@ -126,6 +146,7 @@ class Override:
     backend: str
     limits: Mapping[str, float]
     reason: str
+    technique: str = "*"
 
 
 @dataclass(frozen=True)
@@ -137,14 +158,27 @@ class Thresholds:
     overrides: tuple = ()
     source: str = "built-in defaults"
     compare: CompareLimits = CompareLimits()
+    #: ``{technique kind or name: {precision: limits}}`` from ``[techniques.*.*]`` tables
+    techniques: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
 
-    def limits_for(self, model: str, precision: str, backend: str) -> Limits:
+    def limits_for(self, model: str, precision: str, backend: str, technique: str = DEFAULT_TECHNIQUE) -> Limits:
         limits = self.defaults.get(precision, Limits())
+        if technique != DEFAULT_TECHNIQUE:
+            kind = _technique_kind(technique)
+            budget = TECHNIQUE_DROP_BUDGET_PP.get(kind, 0.0)
+            if limits.max_accuracy_drop_pp is not None:
+                limits = replace(limits, max_accuracy_drop_pp=limits.max_accuracy_drop_pp + budget,
+                                 reason=f"{limits.reason} + {budget} pp for {kind}")
+            for name in dict.fromkeys((kind, technique)):
+                values = self.techniques.get(name, {}).get(precision)
+                if values:
+                    limits = replace(limits, reason=f"[techniques.{name}.{precision}] in {self.source}", **values)
         for override in self.overrides:
             if (
                 fnmatch.fnmatchcase(model, override.models)
                 and override.precision in ("*", precision)
                 and override.backend in ("*", backend)
+                and fnmatch.fnmatchcase(technique, override.technique)
             ):
                 limits = replace(limits, reason=override.reason, **override.limits)
         return limits
@@ -192,12 +226,12 @@ def parse_thresholds(document: Mapping, source: str = "<thresholds>") -> Thresho
     def fail(where: str, problem: str, fix: str) -> None:
         raise ThresholdsError(f"{source}: {where}: {problem}", fix)
 
-    unknown = set(document) - {"defaults", "datasets", "overrides", "compare"}
+    unknown = set(document) - {"defaults", "datasets", "overrides", "compare", "techniques"}
     if unknown:
         fail(
             "top level",
             f"unknown table(s) {sorted(unknown)}",
-            "use [defaults.PRECISION], [datasets.NAME], [[overrides]], [compare]",
+            "use [defaults.PRECISION], [techniques.TECHNIQUE.PRECISION], [datasets.NAME], [[overrides]], [compare]",
         )
     defaults = dict(DEFAULTS)
     for precision, table in _table(document.get("defaults", {}), "defaults", fail).items():
@@ -232,11 +266,31 @@ def parse_thresholds(document: Mapping, source: str = "<thresholds>") -> Thresho
         backend = raw.get("backend", "*")
         if not isinstance(backend, str):
             fail(where, "backend must be a string", 'write backend = "onnxruntime"')
-        values = _limit_values(raw, where, fail, allow=("reason", "models", "precision", "backend"))
+        technique = raw.get("technique", "*")
+        if not isinstance(technique, str) or not technique:
+            fail(where, "technique must be a non-empty string", 'write technique = "prune*"')
+        values = _limit_values(raw, where, fail, allow=("reason", "models", "precision", "backend", "technique"))
         if not values:
             fail(where, "sets no limit", f"set one of {', '.join(LIMIT_KEYS)}")
-        overrides.append(Override(models, precision, backend, values, reason.strip()))
-    return Thresholds(defaults, base_top1, tuple(overrides), source, _compare_limits(document, fail))
+        overrides.append(Override(models, precision, backend, values, reason.strip(), technique))
+    return Thresholds(defaults, base_top1, tuple(overrides), source, _compare_limits(document, fail),
+                      _technique_limits(document, fail))
+
+
+def _technique_limits(document: Mapping, fail) -> dict:
+    """``[techniques.TECHNIQUE.PRECISION]`` tables: a kind (prune, kd) or a technique name (prune80)."""
+    out: Dict[str, Dict[str, dict]] = {}
+    for technique, table in _table(document.get("techniques", {}), "techniques", fail).items():
+        kind = _technique_kind(technique)
+        if kind not in TECHNIQUE_DROP_BUDGET_PP:
+            fail(f"[techniques.{technique}]", "unknown technique",
+                 "use a kind (prune, kd) or a name (prune80, kd_mobilenet_v3_small)")
+        for precision, values in _table(table, f"techniques.{technique}", fail).items():
+            where = f"[techniques.{technique}.{precision}]"
+            if precision not in PRECISIONS:
+                fail(where, "unknown precision", f"use one of {', '.join(PRECISIONS)}")
+            out.setdefault(technique, {})[precision] = _limit_values(_table(values, where, fail), where, fail, allow=())
+    return out
 
 
 def _compare_limits(document: Mapping, fail) -> CompareLimits:

@@ -173,6 +173,7 @@ def train_classifier(
     report: Callable[[str], None],
     trainable=None,
     thread_counts: Sequence[int] = (),
+    loss: Optional[Callable] = None,
 ):
     """Train ``model`` (or only the parameters of ``trainable``) on ``source[indices]``; return it in eval mode.
 
@@ -183,13 +184,17 @@ def train_classifier(
     step (empty: torch's current count throughout); torch's count is restored afterwards.
     Progress goes to ``report`` once per epoch. With ``trainable`` set, the rest of the network
     stays in eval mode (frozen BatchNorm statistics), as in the study's head-only protocol.
+
+    ``loss(logits, labels, batch_indices)`` is the loss of one batch (``batch_indices``: the items of
+    ``source`` in it, e.g. to look up a teacher's logits); None is cross-entropy on the labels, what
+    base models are trained with.
     """
     import torch
 
     saved_threads = torch.get_num_threads()
     chooser = ThreadChooser(thread_counts or [saved_threads])
     try:
-        _train_epochs(model, source, indices, recipe, label, report, trainable, chooser)
+        _train_epochs(model, source, indices, recipe, label, report, trainable, chooser, loss)
         if trainable is None:
             torch.set_num_threads(chooser.chosen)
             recalibrate_batchnorm(model, (x for x, _ in source.batches(list(indices), 128)))
@@ -199,7 +204,7 @@ def train_classifier(
     return model
 
 
-def _train_epochs(model, source, indices, recipe, label, report, trainable, chooser) -> None:
+def _train_epochs(model, source, indices, recipe, label, report, trainable, chooser, loss_of=None) -> None:
     import torch
     import torch.nn.functional as F
 
@@ -223,12 +228,14 @@ def _train_epochs(model, source, indices, recipe, label, report, trainable, choo
         order = [int(i) for i in rng.permutation(np.asarray(indices))]
         total = 0.0
         for step in range(steps_per_epoch):
-            images, labels = source.arrays(order[step * recipe.batch_size : (step + 1) * recipe.batch_size])
+            batch = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            images, labels = source.arrays(batch)
             threads = chooser.next_threads()
             if threads != torch.get_num_threads():
                 torch.set_num_threads(threads)
             step_started = time.perf_counter()
-            loss = F.cross_entropy(model(torch.from_numpy(images)), torch.from_numpy(labels))
+            logits, targets = model(torch.from_numpy(images)), torch.from_numpy(labels)
+            loss = F.cross_entropy(logits, targets) if loss_of is None else loss_of(logits, targets, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

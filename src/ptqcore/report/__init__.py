@@ -52,7 +52,7 @@ def write_report(paths: Sequence, directory) -> Report:
     """
     runs = load_report_runs(paths)
     try:
-        from . import calibration_sweep, figures  # matplotlib only from here on
+        from . import calibration_sweep, figures, technique_ranking  # matplotlib only from here on
         from . import sensitivity as layer_sensitivity
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
@@ -116,6 +116,13 @@ def write_report(paths: Sequence, directory) -> Report:
                          " orange the layers an int8-mixed case kept in float.", footer, cases)
         if layer_sensitivity.has_mixed(cases):
             blocks.append(layer_sensitivity.table(cases))
+        if technique_ranking.is_technique_run(cases):
+            blocks += [Heading("Compression techniques", 3)]
+            blocks += figure(technique_ranking.draw, prefix + "techniques", "Each compressed case against the"
+                             " original model: size reduction (dense files), latency reduction vs the original at FP32"
+                             " on the same runtime, top-1 drop, compression time (technique + phase 1 + phase 2);"
+                             " cases ordered by their mean rank over the four (in brackets).", footer, cases)
+            blocks.append(technique_ranking.table(cases))
         blocks += figure(figures.tradeoff, prefix + "tradeoff", "Accuracy drop (pp) against speed-up vs FP32; marker area"
                          " = model size; cases within 0.1 pp of no drop are not labelled (see the table).", footer, cases) or [Text("Trade-off: not drawn (no compressed case has both a"
                                                            " speed-up and an accuracy drop).", note=True)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..case import PRECISION_NAMES
+from ..case import DEFAULT_TECHNIQUE, PRECISION_NAMES
 from ..compare import Run, run_from_file
 from ..records import KEY_FIELDS, speedups
 from ..runfile import load_run_files
@@ -151,7 +151,8 @@ def case_views(records: Sequence[Mapping]) -> Tuple[CaseView, ...]:
     def order(record: Mapping) -> tuple:
         precision = str(record.get("precision"))
         rank = PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER)
-        return (str(record.get("model")), rank, precision, str(record.get("backend")), str(record.get("device")),
+        technique = str(record.get("technique") or DEFAULT_TECHNIQUE)
+        return (str(record.get("model")), technique != DEFAULT_TECHNIQUE, technique, rank, precision, str(record.get("backend")), str(record.get("device")),
                 str(record.get("batch_size")), str(record.get("dataset")), str(record.get("calibration")),
                 record.get("calibration_size") or 0)
 
@@ -162,7 +163,8 @@ def case_views(records: Sequence[Mapping]) -> Tuple[CaseView, ...]:
         varying.append("calibration_size")  # among INT8 cases only: the others have none
     views = []
     for record in records:
-        label = " ".join([str(record.get("model")), str(record.get("precision")), str(record.get("backend"))]
+        technique = [str(record["technique"])] if record.get("technique") not in (None, DEFAULT_TECHNIQUE) else []
+        label = " ".join([str(record.get("model")), *technique, str(record.get("precision")), str(record.get("backend"))]
                          + [f"{LABEL_PREFIXES.get(name, '')}{record.get(name)}" for name in varying
                             if record.get(name) is not None])
         ratios = _speedups(record, records)
