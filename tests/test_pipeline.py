@@ -205,3 +205,14 @@ def test_artifacts_of_different_models_never_share_a_cache_entry(suite, tmp_path
         mine = both.artifact(Case("tiny_cnn", precision, "onnxruntime", "cpu", 1, recipe))
         theirs = both.artifact(Case("other_tiny", precision, "onnxruntime", "cpu", 1, recipe))
         assert mine.path != theirs.path and mine.sha256 != theirs.sha256, precision
+
+
+def test_warm_up_rounds_come_before_the_first_round_of_each_kind_only(cache):
+    suite = Suite(tiny_options(cache))  # a session of its own: nothing warmed up yet
+    warmup = suite.options.compress_warmup
+    assert warmup >= 1  # the default: otherwise this test checks nothing
+    assert suite.warmup_rounds(case(Precision.INT8), phase=2) == warmup
+    assert suite.warmup_rounds(case(Precision.INT8, batch=4), phase=2) == 0  # another INT8 build: warm already
+    assert suite.warmup_rounds(case(Precision.FP16), phase=2) == warmup  # another kind of build
+    suite.phase_one_rounds(case(Precision.INT8))  # phase 1 took its warm-up here
+    assert suite.warmup_rounds(case(Precision.FP16), phase=1) == 0

@@ -123,7 +123,8 @@ class SuiteOptions:
         "--ptq-compress-rounds", types.int_at_least(1), "N", "timed compression rounds per case (default: 3, so"
         " that the default sweep stays within 5 minutes on a warm cache; the study used 5)"))
     compress_warmup: int = _option(1, _flag(
-        "--ptq-compress-warmup", types.int_at_least(0), "N", "untimed compression rounds first (default: 1, as the study)"))
+        "--ptq-compress-warmup", types.int_at_least(0), "N", "untimed compression rounds before the session's"
+        " first timed round of each kind of work: phase 1; phase 2 per backend, device and precision (default: 1)"))
     latency_min_rounds: int = _option(20, _flag(
         "--ptq-latency-min-rounds", types.int_at_least(1), "N", "at least this many timed inferences (default: 20)"))
     latency_min_seconds: float = _option(1.0, _flag(

@@ -13,9 +13,6 @@ Pipeline, per model (the steps and their composition: :mod:`ptqcore.pipeline`)::
 
 from __future__ import annotations
 
-import contextlib
-import statistics
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +42,7 @@ from .records import RecordBook
 from .store import ArtifactStore, Entry, entry_for_file, file_sha256
 from .technique_models import technique_base, technique_base_case, technique_figures, unsupported_reason
 from .techniques import technique_names
+from .timed_rounds import CompressionRound, WarmUps, compression_figures, run_round
 from .thresholds import Thresholds, default_thresholds
 from .training import make_base_model, recipe_for, replace_head, resolve_weight_mode
 
@@ -55,18 +53,6 @@ class BaseModel:
 
     module: object
     file: Entry
-
-
-@dataclass(frozen=True)
-class CompressionRound:
-    """One timed round of a phase: its seconds (phase 1: ``export_s``; phase 2: ``build_s``, with
-    calibration inside it on its own) and the monitor's summary per phase."""
-
-    export_s: Optional[float]
-    build_s: Optional[float]
-    resources: dict
-    #: INT8: pre-processing, the statistics pass and the ranges (part of ``build_s``); else None
-    calibration_s: Optional[float] = None
 
 
 class _Failed:
@@ -98,6 +84,7 @@ class Suite:
         #: Where cached builds put each step's output (:mod:`ptqcore.pipeline`): the store, once per session.
         self.steps = Steps(self.store, once=self._once)
         self._backends: Dict[tuple, object] = {}
+        self._warmups = WarmUps(options.compress_warmup)
         #: The run's technique names (:mod:`ptqcore.techniques`): ``("ptq",)`` unless asked for more.
         self.techniques = technique_names(options.techniques, options.prune_levels, options.kd_student)
 
@@ -315,21 +302,18 @@ class Suite:
         return ResourceMonitor(default_samplers(interval), interval_s=interval, keep_samples=self.options.telemetry_samples)
 
     def _round(self, round_once: Callable[[Path, Callable], CompressionRound]) -> CompressionRound:
-        """``round_once(scratch, phase)`` in a fresh scratch folder under a fresh monitor (``phase(name)``
-        opens the monitor's phase of that name); its result with the monitor's summaries."""
-        monitor = self.new_monitor()
+        return run_round(self.new_monitor(), round_once)
 
-        def phase(name):
-            return monitor.phase(name) if monitor is not None else contextlib.nullcontext()
-
-        with tempfile.TemporaryDirectory(prefix="ptqcore-round-") as scratch, (monitor or contextlib.nullcontext()):
-            measured = round_once(Path(scratch), phase)
-        return replace(measured, resources={name: summary.as_dict() for name, summary in monitor.summaries().items()}
-                       if monitor else {})
+    def warmup_rounds(self, case: Case, phase: int) -> int:
+        """Untimed rounds before the timed ones of ``case``'s phase 1 or 2: ``--ptq-compress-warmup``
+        for the session's first of that kind of work, else 0 (:mod:`ptqcore.timed_rounds`)."""
+        if phase == 1:
+            return self._warmups.due((1,) + self.export_settings(case.backend))
+        return self._warmups.due((2, case.backend, case.device, case.precision.value))
 
     def phase_one_rounds(self, case: Case) -> List[CompressionRound]:
-        """Phase 1 (PyTorch -> ONNX) timed from scratch, ``--ptq-compress-warmup`` untimed rounds
-        then ``--ptq-compress-rounds`` measured ones (returned), once per model and (exporter, opset)
+        """Phase 1 (PyTorch -> ONNX) timed from scratch, :meth:`warmup_rounds` untimed rounds then
+        ``--ptq-compress-rounds`` measured ones (returned), once per model and (exporter, opset)
         in a session. Every precision's phase 2 starts from the same ONNX file, as in the study (one
         ONNX export per model, then one engine per precision), so every precision's record carries
         these rounds' ``export_s``. Empty for an ONNX model file (it is its own phase 1). A technique
@@ -350,8 +334,9 @@ class Suite:
                                 torch.__version__)
                     return CompressionRound(time.perf_counter() - started, None, {})
 
-            rounds = [self._round(export_round) for _ in range(self.options.compress_warmup + self.options.compress_rounds)]
-            return rounds[self.options.compress_warmup:]
+            warmup = self.warmup_rounds(case, phase=1)
+            rounds = [self._round(export_round) for _ in range(warmup + self.options.compress_rounds)]
+            return rounds[warmup:]
 
         return self._once(("phase-one-rounds", case.model, case.technique) + settings, measure)
 
@@ -454,25 +439,10 @@ class Suite:
         return figures
 
     def record_compression(self, case: Case, rounds: List[CompressionRound]) -> None:
-        """Medians of the measured phase 2 ``rounds`` and of the model's phase 1 rounds
-        (:meth:`phase_one_rounds`), their raw values, and each phase's last round's resources."""
-        exports = [r.export_s for r in self.phase_one_rounds(case) if r.export_s is not None]
-        builds = [r.build_s for r in rounds if r.build_s is not None]
-        calibrations = [r.calibration_s for r in rounds if r.calibration_s is not None]
-        resources = dict(self.book.record(case).figures.get("resources") or {})
-        for last in (self.phase_one_rounds(case) or [None])[-1:] + rounds[-1:]:
-            if last is not None:
-                resources.update({k: v for k, v in last.resources.items() if k != "total"})
-        self.book.update(
-            case,
-            export_s=statistics.median(exports) if exports else None,
-            build_s=statistics.median(builds) if builds else None,
-            export_s_rounds=exports or None,
-            build_s_rounds=builds or None,
-            calibration_s=statistics.median(calibrations) if calibrations else None,
-            calibration_s_rounds=calibrations or None,
-            resources=resources or None,
-        )
+        """The case's measured phase 2 ``rounds`` and its model's phase 1 rounds (:meth:`phase_one_rounds`)
+        into its record (:func:`ptqcore.timed_rounds.compression_figures`)."""
+        resources = self.book.record(case).figures.get("resources")
+        self.book.update(case, **compression_figures(self.phase_one_rounds(case), rounds, resources))
 
     def environment(self) -> dict:
         """Versions and settings every record depends on (for ``machine_info``)."""
