@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ptqcore import techniques
-from ptqcore.case import Case, Precision, build_matrix
+from ptqcore.case import DEFAULT_PRECISIONS, Case, Precision, build_matrix
 from ptqcore.records import KEY_FIELDS, RECORD_FIELDS, speedups, with_technique
 from ptqcore.thresholds import ThresholdsError, default_thresholds, parse_thresholds
 
@@ -26,13 +26,13 @@ def test_technique_ids_read_naturally_and_ptq_ids_are_unchanged():
 def test_matrix_repeats_the_cases_per_technique_grouped_by_model():
     names = techniques.technique_names(("ptq", "prune", "kd"), (50, 80), "mobilenet_v3_small")
     assert names == ("ptq", "prune50", "prune80", "kd_mobilenet_v3_small")
-    cases = build_matrix(["a", "b"], list(Precision), ["onnxruntime"], DEVICES, [1], techniques=names)
-    plain = build_matrix(["a", "b"], list(Precision), ["onnxruntime"], DEVICES, [1])
+    cases = build_matrix(["a", "b"], DEFAULT_PRECISIONS, ["onnxruntime"], DEVICES, [1], techniques=names)
+    plain = build_matrix(["a", "b"], DEFAULT_PRECISIONS, ["onnxruntime"], DEVICES, [1])
     assert len(cases) == len(plain) * len(names) and len({c.id for c in cases}) == len(cases)
     assert [c.model for c in cases] == ["a"] * (len(cases) // 2) + ["b"] * (len(cases) // 2)
     assert [c.id for c in cases[:5]] == ["a-base-torch-cpu-b1", "a-fp32-onnxruntime-cpu-b1", "a-fp16-onnxruntime-cpu-b1",
                                          "a-int8-onnxruntime-cpu-b1", "a-prune50-base-torch-cpu-b1"]
-    assert build_matrix(["a"], list(Precision), ["onnxruntime"], DEVICES, [1], techniques=("ptq",)) == plain[:4]
+    assert build_matrix(["a"], DEFAULT_PRECISIONS, ["onnxruntime"], DEVICES, [1], techniques=("ptq",)) == plain[:4]
 
 
 @given(st.sampled_from(["ptq"]) | st.integers(1, 99).map(lambda n: f"prune{n}")
