@@ -4,6 +4,8 @@ Everything here is real (torch, ONNX export, onnxruntime.quantization, the digit
 the model is small, so the whole pipeline runs in seconds.
 """
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -216,3 +218,28 @@ def test_warm_up_rounds_come_before_the_first_round_of_each_kind_only(cache):
     assert suite.warmup_rounds(case(Precision.FP16), phase=2) == warmup  # another kind of build
     suite.phase_one_rounds(case(Precision.INT8))  # phase 1 took its warm-up here
     assert suite.warmup_rounds(case(Precision.FP16), phase=1) == 0
+
+
+def test_quantization_writes_nothing_beside_the_cached_prepared_model(suite, tmp_path, monkeypatch):
+    """ONNX Runtime's quantize_static writes ``<input>-inferred.onnx`` beside its input model (through
+    onnx.shape_inference.infer_shapes_path): never into the cache, where runs sharing it would
+    delete each other's file."""
+    import onnx
+
+    from ptqcore.quantize import qdq_onnx_from_onnx
+
+    int8 = suite.int8_inputs(case(Precision.INT8))  # cached before any recording
+    recipe = suite.calibration(case(Precision.INT8)).recipe
+    written = []
+    real = onnx.shape_inference.infer_shapes_path
+
+    def recording(model_path, output_path="", *args, **kwargs):
+        written.append(Path(output_path or model_path))
+        return real(model_path, output_path, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", recording)
+    qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, recipe, tmp_path / "model.onnx")
+    assert written, "quantize_static no longer infers shapes through a file: this test checks nothing"
+    cache_folder = Path(int8.prepared_onnx).resolve().parent
+    assert all(Path(path).resolve().parent != cache_folder for path in written), written
+    assert (tmp_path / "model.onnx").stat().st_size > 0

@@ -30,7 +30,6 @@ and versions, the evaluation data and the limit), so a later run reuses it.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -108,9 +107,7 @@ def _evaluator(suite: "Suite", case: Case, ranked: List[str], scratch: Path) -> 
     plain = suite.int8_inputs(plain_int8(case))
     reference = suite.predictions(suite.reference_case(case))
     data = suite.dataset(case.model)
-    # quantize_static writes "<model>-inferred.onnx" beside its input and deletes it: from a private
-    # copy, so that runs sharing the cache never remove each other's file mid-quantization
-    prepared = Path(shutil.copy(str(plain.prepared_onnx), str(scratch / "prepared.onnx")))
+    prepared = plain.prepared_onnx  # quantized through a private link (quantize.qdq_onnx_from_onnx)
 
     def evaluate(k: int) -> float:
         int8 = Int8Inputs(prepared, plain.ranges, plain.calibration_images, tuple(ranked[:k]))

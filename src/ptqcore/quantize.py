@@ -290,6 +290,22 @@ def _saved_ranges_instead_of_calibration(ranges_path: Path):
         module.create_calibrator = original
 
 
+@contextlib.contextmanager
+def _private_link(model_path: Path) -> Iterator[Path]:
+    """``model_path`` seen through a symbolic link in a fresh temporary folder, for ``quantize_static``.
+
+    ONNX Runtime's ``load_model_with_shape_infer`` (quant_utils.py, 1.19 to 1.32) writes
+    ``<model>-inferred.onnx`` beside its input and deletes it afterwards. Beside a cached
+    ``prepared.onnx`` that is a write into the cache: a stray file if the build is interrupted, and
+    two runs quantizing the same prepared model at once delete each other's file
+    (``FileNotFoundError``, seen with two runs on one cache). The link costs nothing inside a timed
+    round, unlike a copy."""
+    with tempfile.TemporaryDirectory(prefix="ptqcore-quantize-") as folder:
+        link = Path(folder) / Path(model_path).name
+        link.symlink_to(Path(model_path).resolve())
+        yield link
+
+
 def qdq_onnx_from_onnx(prepared_path: Path, ranges_path: Path, recipe: QuantRecipe, out_path: Path) -> Path:
     """A Q/DQ INT8 model quantized from the saved ranges in the layout ``recipe`` names, on every
     supported ONNX Runtime (through ``calibration_cache_path`` from 1.31, else
@@ -306,13 +322,14 @@ def qdq_onnx_from_onnx(prepared_path: Path, ranges_path: Path, recipe: QuantReci
     )
     if recipe.nodes_to_exclude:
         kwargs["nodes_to_exclude"] = list(recipe.nodes_to_exclude)
-    if supports_calibration_cache():
-        q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=None,
-                          calibration_cache_path=str(ranges_path), **kwargs)
-    else:
-        empty = _ArrayReader("unused", np.zeros((0,), dtype=np.float32), 1)  # the stand-in reads nothing
-        with _saved_ranges_instead_of_calibration(ranges_path):
-            q.quantize_static(str(prepared_path), str(out_path), calibration_data_reader=empty, **kwargs)
+    with _private_link(prepared_path) as model_input:
+        if supports_calibration_cache():
+            q.quantize_static(str(model_input), str(out_path), calibration_data_reader=None,
+                              calibration_cache_path=str(ranges_path), **kwargs)
+        else:
+            empty = _ArrayReader("unused", np.zeros((0,), dtype=np.float32), 1)  # the stand-in reads nothing
+            with _saved_ranges_instead_of_calibration(ranges_path):
+                q.quantize_static(str(model_input), str(out_path), calibration_data_reader=empty, **kwargs)
     if recipe.nodes_to_exclude:
         import onnx
 
