@@ -54,7 +54,7 @@ def fake_int8_steps(monkeypatch):
     def writer(name):
         def write(*args):
             calls.append(name)
-            out = Path(args[2] if name == "statistics" else args[-1])
+            out = Path(args[2] if name in ("statistics", "ranges") else args[-1])
             out.write_text(name)
             return out
         return write
@@ -62,6 +62,7 @@ def fake_int8_steps(monkeypatch):
     monkeypatch.setattr(pipeline, "prepared_onnx_from_onnx", writer("prepared"))
     monkeypatch.setattr(pipeline, "statistics_from_onnx", writer("statistics"))
     monkeypatch.setattr(pipeline, "ranges_from_statistics_file", writer("ranges"))
+    monkeypatch.setattr(pipeline, "graph_outputs", lambda path: ("logits",))  # "prepared" is no ONNX file here
     return calls
 
 

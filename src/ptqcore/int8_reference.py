@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .accuracy import Predictions, drop_pp, predict
+from .backends import Int8Inputs
 from .backends.onnxruntime import OrtRunner
 from .case import Case
 from .store import file_sha256
@@ -53,11 +54,28 @@ def reference_predictions(suite: "Suite", case: Case) -> Predictions:
         return predict(runner.infer, data.evaluation_batches(suite.options.eval_batch_size))
 
 
+def ranges_figures(int8: Int8Inputs) -> dict:
+    """The record's ``ranges``: what the case's calibration ranges clipped
+    (:func:`ptqcore.calibration.clipping_summary`), with the method and how graph outputs were
+    treated; ``{}`` for a backend that calibrates by itself (no ranges of ptqcore's)."""
+    if int8.ranges is None or int8.statistics is None:
+        return {}
+    from .calibration import clipping_summary, load_statistics
+    from .quantize import read_ranges
+
+    method, ranges = read_ranges(int8.ranges)
+    summary = clipping_summary(load_statistics(int8.statistics), ranges, int8.observed)
+    return {"ranges": {"method": method, "outputs": "observed range (min/max), whatever the method", **summary}}
+
+
 def int8_figures(suite: "Suite", case: Case, predictions: Predictions, reference: Predictions) -> dict:
-    """How an INT8 case was quantized (recipe, ``cpu_isa``) and its drop in two parts that add up."""
+    """How an INT8 case was quantized (recipe, ``cpu_isa``, what its ranges clipped) and its drop in
+    two parts that add up."""
     fake = suite.int8_reference(case)
+    backend = suite.backend(case.backend)
     return {
-        **suite.backend(case.backend).int8_record_fields(case),
+        **(ranges_figures(suite.int8_inputs(case)) if backend.int8_needs_ranges(case) else {}),
+        **backend.int8_record_fields(case),
         "cpu_isa": suite.cpu_isa.name,
         "top1_reference": fake.top1_accuracy,
         "agreement_reference": predictions.agreement_top1(fake),

@@ -23,6 +23,11 @@ def csv(text: str) -> list:
     return items
 
 
+def names(text: str) -> tuple:
+    """A comma-separated list of names (e.g. ONNX tensor names), kept in order."""
+    return tuple(csv(text))
+
+
 def choices(valid) -> Callable[[str], tuple]:
     def parse(text: str) -> tuple:
         items = csv(text)

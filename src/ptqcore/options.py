@@ -102,6 +102,10 @@ class SuiteOptions:
     percentile: float = _option(99.999, _flag(
         "--ptq-percentile", types.percentile, "P",
         "the percentile of |x| the percentile method clips at (default: 99.999)"))
+    observed_tensors: Tuple[str, ...] = _option((), _flag(
+        "--ptq-observed-range", types.names, "TENSORS",
+        "tensors (comma-separated ONNX names) that keep their observed min/max range whatever the calibration"
+        " method, beside the graph outputs, which always do (default: none)"))
     int8_recipe: str = _option("auto", _flag(
         "--ptq-int8-recipe", help="ONNX Runtime INT8 layout: auto (chosen for this CPU: u8s8 with VNNI,"
         " u8s8-reduce-range on x86 without VNNI, s8s8 on ARM64), u8s8, s8s8 or u8s8-reduce-range (default: auto)",

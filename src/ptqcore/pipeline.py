@@ -34,7 +34,13 @@ import numpy as np
 from .backends import Backend, Int8Inputs
 from .calibration import NUM_BINS, RANGES_VERSION
 from .case import Case
-from .quantize import QuantRecipe, prepared_onnx_from_onnx, ranges_from_statistics_file, statistics_from_onnx
+from .quantize import (
+    QuantRecipe,
+    graph_outputs,
+    prepared_onnx_from_onnx,
+    ranges_from_statistics_file,
+    statistics_from_onnx,
+)
 from .store import ArtifactStore, Entry
 
 #: ``once(key, make)``: the session memo (make once, remember the value or the failure).
@@ -116,12 +122,32 @@ class Calibration:
     describe: str
     #: ``int8-mixed``: the nodes kept in float (:mod:`ptqcore.mixed`); empty for plain INT8
     float_nodes: Tuple[str, ...] = ()
+    #: Tensors the user marked to keep their observed range (``--ptq-observed-range``), beside the
+    #: graph outputs, which always do (:mod:`ptqcore.calibration`)
+    observed_tensors: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Int8Steps:
+    """The outputs of :func:`int8_inputs`: the prepared model, its statistics and the case's ranges."""
+
+    prepared: Output
+    statistics: Output
+    ranges: Output
+    #: the tensors whose ranges are the observed ones (graph outputs and marked tensors)
+    observed: Tuple[str, ...]
+
+    def as_int8_inputs(self, calibration: Calibration) -> Int8Inputs:
+        """What a backend's INT8 build takes from these steps and the ``calibration``."""
+        return Int8Inputs(self.prepared.path, self.ranges.path, calibration.images, calibration.float_nodes,
+                          self.statistics.path, self.observed)
 
 
 def int8_inputs(steps: Steps, case: Case, source: Output, calibration: Calibration,
-                onnxruntime_version: str) -> Tuple[Output, Output]:
+                onnxruntime_version: str) -> Int8Steps:
     """ONNX Runtime pre-processing, the one statistics pass over the calibration images (shared by
-    every method), and the case's method's ranges (shared by every backend): (prepared, ranges)."""
+    every method), and the case's method's ranges (shared by every backend), in which the graph
+    outputs and the marked tensors keep their observed range."""
     recipe = calibration.recipe
     images = calibration.images
     source_key = source.sha256 if steps.cached else None
@@ -142,13 +168,16 @@ def int8_inputs(steps: Steps, case: Case, source: Output, calibration: Calibrati
         memo=(prepared_key, calibration.images_key),
     )
     stats_key = stats.sha256 if steps.cached else None
+    observed = tuple(sorted(set(graph_outputs(prepared.path)) | set(calibration.observed_tensors)))
     ranges = steps.run(
         "calibration", lambda: {"statistics_sha256": stats.sha256, "method": recipe.calibration,
-                                "percentile": recipe.percentile, "version": RANGES_VERSION},
-        "ranges.json", lambda path: ranges_from_statistics_file(stats.path, recipe, path),
-        f"{recipe.calibration} ranges of {case.model}", memo=(stats_key, recipe.calibration, recipe.percentile),
+                                "percentile": recipe.percentile, "version": RANGES_VERSION,
+                                "observed": list(observed)},
+        "ranges.json", lambda path: ranges_from_statistics_file(stats.path, recipe, path, observed),
+        f"{recipe.calibration} ranges of {case.model}",
+        memo=(stats_key, recipe.calibration, recipe.percentile, observed),
     )
-    return prepared, ranges
+    return Int8Steps(prepared, stats, ranges, observed)
 
 
 def phase_two(steps: Steps, backend: Backend, case: Case, source: Output, calibration: Optional[Calibration],
@@ -165,9 +194,9 @@ def phase_two(steps: Steps, backend: Backend, case: Case, source: Output, calibr
         with phase("calibration"):
             started = time.perf_counter()
             if backend.int8_needs_ranges(case):
-                prepared, ranges = int8_inputs(steps, case, source, calibration, onnxruntime_version)
-                int8 = Int8Inputs(prepared.path, ranges.path, calibration.images, calibration.float_nodes)
-                keys = lambda: [source.sha256, prepared.sha256, ranges.sha256]  # noqa: E731
+                made = int8_inputs(steps, case, source, calibration, onnxruntime_version)
+                int8 = made.as_int8_inputs(calibration)
+                keys = lambda: [source.sha256, made.prepared.sha256, made.ranges.sha256]  # noqa: E731
             else:  # the backend calibrates by itself from the images
                 int8 = Int8Inputs(None, None, calibration.images, calibration.float_nodes)
                 keys = lambda: [source.sha256, calibration.images_key]  # noqa: E731

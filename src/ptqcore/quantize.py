@@ -24,7 +24,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -190,10 +190,19 @@ def statistics_from_onnx(prepared_path: Path, images: np.ndarray, out_path: Path
     return Path(out_path)
 
 
-def ranges_from_statistics_file(statistics_path: Path, recipe: QuantRecipe, out_path: Path) -> Path:
+def graph_outputs(model_path: Path) -> Tuple[str, ...]:
+    """The names of the graph outputs of the ONNX file at ``model_path`` (external data not loaded)."""
+    import onnx
+
+    return tuple(out.name for out in onnx.load(str(model_path), load_external_data=False).graph.output)
+
+
+def ranges_from_statistics_file(statistics_path: Path, recipe: QuantRecipe, out_path: Path,
+                                observed: Iterable[str] = ()) -> Path:
     """The ranges of ``recipe.calibration`` derived from saved statistics (no pass over images),
-    written as ONNX Runtime's calibration cache (:func:`write_ranges`)."""
-    ranges = ranges_from_statistics(load_statistics(statistics_path), recipe.calibration, recipe.percentile)
+    with the ``observed`` tensors at their observed range (graph outputs: see
+    :mod:`ptqcore.calibration`), written as ONNX Runtime's calibration cache (:func:`write_ranges`)."""
+    ranges = ranges_from_statistics(load_statistics(statistics_path), recipe.calibration, recipe.percentile, observed)
     return write_ranges(ranges, recipe.calibration, Path(out_path))
 
 
@@ -202,7 +211,7 @@ def calibration_ranges_from_onnx(prepared_path: Path, images: np.ndarray, recipe
     with tempfile.TemporaryDirectory(prefix="ptqcore-calib-") as scratch:
         statistics = statistics_from_onnx(prepared_path, images, Path(scratch) / "statistics.npz",
                                           recipe.calibration_batch_size)
-        return ranges_from_statistics_file(statistics, recipe, out_path)
+        return ranges_from_statistics_file(statistics, recipe, out_path, graph_outputs(prepared_path))
 
 
 def write_ranges(ranges: Dict[str, Tuple[float, float]], method: str, out_path: Path) -> Path:

@@ -21,7 +21,9 @@ quantized (``int8_recipe``, ``activation_type``, ``weight_type``, ``per_channel`
 ``reduce_range``, ``cpu_isa``) and the drop split in two parts that add up to
 ``accuracy_drop_pp``: ``accuracy_drop_quantization_pp`` (the fake-quant reference run of the Q/DQ
 file, ``top1_reference``, vs the FP32 reference) and ``accuracy_drop_kernel_pp`` (the backend vs
-that reference run; ``agreement_reference`` is their top-1 agreement), ``sensitivity`` where it was
+that reference run; ``agreement_reference`` is their top-1 agreement), ``ranges`` (what the
+calibration ranges clipped: ``method``, ``tensors``, ``clipped``, ``observed_range``, the graph
+outputs and marked tensors kept at their observed range, and ``most_clipped``), ``sensitivity`` where it was
 computed (:mod:`ptqcore.sensitivity`); ``int8-mixed`` records add ``float_layers``,
 ``float_macs_share``, ``mixed_search`` and ``mixed_note`` (:mod:`ptqcore.mixed`); with telemetry, ``resources`` (one
 summary per phase: ``export``, ``calibration``, ``build`` from the last round of each phase,
@@ -92,6 +94,8 @@ RECORD_FIELDS = {
     "int8_recipe": _TEXT, "activation_type": _TEXT, "weight_type": _TEXT, "per_channel": _FLAG,
     "reduce_range": _FLAG, "int8_strategy": _TEXT, "cpu_isa": _TEXT, "top1_reference": _NUMBER,
     "agreement_reference": _NUMBER, "accuracy_drop_quantization_pp": _NUMBER, "accuracy_drop_kernel_pp": _NUMBER,
+    # INT8: what the calibration ranges clipped (ptqcore.calibration.clipping_summary)
+    "ranges": _OBJECT,
     # INT8: layers ranked by the error their quantization adds (ptqcore.sensitivity); int8-mixed: the layers
     # kept in float, their share of the MACs, the search that chose them (ptqcore.mixed)
     "sensitivity": _LIST, "float_layers": _LIST, "float_macs_share": _NUMBER, "mixed_search": _OBJECT,

@@ -260,7 +260,7 @@ class Suite:
         data = self.dataset(case.model)
         images = data.calibration_arrays(case.calibration_size)
         return Calibration(images, data.calibration_fingerprint(case.calibration_size), recipe, self.threads,
-                           f"{len(images)} images", float_nodes(self, case))
+                           f"{len(images)} images", float_nodes(self, case), self.options.observed_tensors)
 
     def _source(self, case: Case) -> Output:
         source = self.onnx(case.model, self.export_settings(case.backend), case.technique)
@@ -271,8 +271,8 @@ class Suite:
         import onnxruntime
 
         calibration = self.calibration(case)
-        prepared, ranges = int8_inputs(self.steps, case, self._source(case), calibration, onnxruntime.__version__)
-        return Int8Inputs(prepared.path, ranges.path, calibration.images, calibration.float_nodes)
+        made = int8_inputs(self.steps, case, self._source(case), calibration, onnxruntime.__version__)
+        return made.as_int8_inputs(calibration)
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""

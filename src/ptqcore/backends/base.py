@@ -31,6 +31,10 @@ class Int8Inputs:
     ranges: Optional[Path]
     calibration_images: Optional[np.ndarray] = None
     float_nodes: Tuple[str, ...] = ()
+    #: the statistics the ranges came from, and the tensors kept at their observed range (None / empty
+    #: where a backend calibrates by itself)
+    statistics: Optional[Path] = None
+    observed: Tuple[str, ...] = ()
 
 
 class Runner(abc.ABC):
