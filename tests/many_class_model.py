@@ -9,8 +9,9 @@ show what a calibration method does to such an output. This model can, and it is
 * the head is 1,000 wide: the trained 10-class layer's rows sit at :func:`class_index` of each
   digit, mapped affinely (which keeps their order) so that the typical losing digit's logit is 0,
   like the background's, and the median winning logit is :data:`WINNER_LOGIT`, as ImageNet
-  classifiers' is: a few large positive values, a bounded negative side; the other 990 rows are random (seeded), scaled so that the background logits
-  spread with a standard deviation near 1.5 and never win on their own.
+  classifiers' is: a few large positive values, a bounded negative side;
+* the other 990 rows are random (seeded), scaled so that the background logits spread with a
+  standard deviation near :data:`BACKGROUND_STD` and rarely win on their own.
 
 The labels of the digits data map to :func:`class_index`, so top-1 against them is meaningful too;
 the tests compare with the FP32 model's argmax (agreement), which is what quantization must keep.
