@@ -50,6 +50,9 @@ def pytest_addoption(parser) -> None:
     add("--ptq-calibration-speed", action="store_true", default=False,
         help="also time ONNX Runtime's own MinMax and Entropy calibrators next to ptqcore's one-pass calibration"
         " (benchmarks/test_calibration_speed.py; ONNX Runtime's entropy takes minutes per model)")
+    add("--ptq-calibration-agreement", action="store_true", default=False,
+        help="also quantize each INT8 case from ONNX Runtime's own calibrator of its method and compare top-1"
+        " (benchmarks/test_calibration_agreement.py; ONNX Runtime's entropy takes minutes per model)")
     add("--ptq-int8-layouts", action="store_true", default=False,
         help="also build every ONNX Runtime INT8 layout per model and time them side by side"
         " (benchmarks/test_int8_layouts.py)")

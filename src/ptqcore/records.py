@@ -53,7 +53,7 @@ KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "techniqu
 STATUSES = ("passed", "failed", "skipped", "not run")
 #: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
 ENTRY_KINDS = ("compression", "latency", "harness_overhead", "telemetry_overhead", "calibration_speed",
-               "int8_layouts")
+               "int8_layouts", "calibration_agreement")
 #: The ``measurement`` text each kind's entries start with: how files written before ``kind`` are read.
 _MEASUREMENT_PREFIXES = (
     ("compression round", "compression"),
@@ -62,6 +62,7 @@ _MEASUREMENT_PREFIXES = (
     ("ptqcore latency with telemetry", "telemetry_overhead"),
     ("ptqcore one-pass entropy", "calibration_speed"),
     ("ONNX Runtime INT8 layouts", "int8_layouts"),
+    ("ONNX Runtime's own calibrator", "calibration_agreement"),
 )
 
 
