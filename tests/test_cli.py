@@ -110,7 +110,7 @@ def test_a_strict_p_value_hides_nothing_planted_and_a_loose_one_flags_no_noise(c
 def bad_inputs(tmp_path):
     doc = golden_doc()
     no_ptqcore = {key: value for key, value in doc.items() if key != "ptqcore"}
-    schema_2 = {**doc, "ptqcore": {**doc["ptqcore"], "schema_version": 2}}
+    schema_3 = {**doc, "ptqcore": {**doc["ptqcore"], "schema_version": 3}}
     other_models = json.loads(json.dumps(doc).replace("tiny_cnn", "other_cnn"))
     text = (GOLDEN / "baseline.json").read_text()
     return {
@@ -125,14 +125,14 @@ def bad_inputs(tmp_path):
         "other JSON": ([write(tmp_path / "other.json", {"results": []}), NOISE], "not pytest-benchmark JSON"),
         "no ptqcore section": ([write(tmp_path / "plain.json", no_ptqcore), NOISE], "no ptqcore schema_version"),
         "unknown schema": (
-            [write(tmp_path / "s2a.json", schema_2), write(tmp_path / "s2b.json", schema_2)],
-            "schema_version 2, which this ptqcore",
+            [write(tmp_path / "s3a.json", schema_3), write(tmp_path / "s3b.json", schema_3)],
+            "schema_version 3, which this ptqcore",
         ),
         "non-integer schema": (
             [write(tmp_path / "sx.json", {**doc, "ptqcore": {**doc["ptqcore"], "schema_version": "1.0"}}), NOISE],
             "unknown ptqcore schema_version",
         ),
-        "mismatched schemas": ([BASELINE, write(tmp_path / "s2.json", schema_2)], "different ptqcore schema versions"),
+        "mismatched schemas": ([BASELINE, write(tmp_path / "s3.json", schema_3)], "different ptqcore schema versions"),
         "no case in common": ([BASELINE, write(tmp_path / "others.json", other_models)], "no case in common"),
         "bad record": (
             [

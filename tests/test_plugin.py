@@ -155,7 +155,11 @@ def test_full_tiny_run_writes_every_figure_and_record(project):
         assert "energy_j_per_inference" in info  # None here: this machine has no power sensor
     records = {r["case"]: r for r in output["ptqcore"]["records"]}
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["limits"]["reason"].startswith("the tiny model")
-    assert output["ptqcore"]["schema_version"] == 1
+    assert output["ptqcore"]["schema_version"] == 2
+    session = output["ptqcore"]["session"]  # every selected test ran to its end
+    assert session["complete"] and not session["interrupted"] and session["exit_status"] == 0
+    assert session["tests_selected"] == session["tests_finished"] == 15
+    assert session["cases_by_status"]["incomplete"] == 0 and all(not r["tests_not_finished"] for r in records.values())
     # the second run reuses every artifact and says so
     again = pytester.runpytest_subprocess(*FAST, *cache, "-k", "int8 and latency", "-s", "--ptq-telemetry-samples",
                                           "--benchmark-json", "again.json")

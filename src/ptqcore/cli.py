@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="TOML thresholds file; its [compare] table sets the limits the options do not",
     )
+    compare.add_argument("--allow-incomplete", action="store_true",
+                         help="compare runs that did not complete (interrupted, stopped early): the summary says so")
     compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
     compare.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the verdicts as JSON")
     compare.set_defaults(handler=run_compare)
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     report.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="directory to write into")
     report.add_argument("--markdown", action="store_true", help="also print the Markdown report (CI job summary)")
+    report.add_argument("--allow-incomplete", action="store_true",
+                        help="report runs that did not complete (interrupted, stopped early): the report says so")
     report.set_defaults(handler=run_report)
     return parser
 
@@ -106,7 +110,7 @@ def run_compare(args: argparse.Namespace, out) -> int:
         raise PtqError(f"--json {args.json} is one of the runs being compared", "pass another file to --json")
     limits = load_thresholds(args.thresholds, option="--thresholds").compare
     limits = replace(limits, **{name: getattr(args, name) for name in LIMIT_OPTIONS if getattr(args, name) is not None})
-    baseline, *candidates = load_runs([args.baseline, *args.candidates])
+    baseline, *candidates = load_runs([args.baseline, *args.candidates], args.allow_incomplete)
     comparisons = [compare_runs(baseline, candidate, limits) for candidate in candidates]
     if args.json is not None:
         try:
@@ -130,7 +134,7 @@ def run_report(args: argparse.Namespace, out) -> int:
     """The ``report`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
     from .report import write_report  # imports matplotlib only when it writes (a PtqError without it)
 
-    report = write_report(args.runs, args.output)
+    report = write_report(args.runs, args.output, args.allow_incomplete)
     if args.markdown:
         out.write(report.markdown)
     else:

@@ -111,6 +111,8 @@ class Run:
     schema_version: int
     cases: Mapping[tuple, CaseResult]
     environment: Mapping[str, str] = field(default_factory=dict)
+    #: what a summary must say about the file (:attr:`ptqcore.runfile.RunFile.notes`)
+    notes: Tuple[str, ...] = ()
 
 
 def load_run(path) -> Run:
@@ -118,10 +120,11 @@ def load_run(path) -> Run:
     return load_runs([path])[0]
 
 
-def load_runs(paths: Sequence) -> List[Run]:
+def load_runs(paths: Sequence, allow_incomplete: bool = False) -> List[Run]:
     """Read and validate runs that are to be compared with each other, through the one loader
-    (:func:`ptqcore.runfile.load_run_files`: schema versions agree and are known, copies agree)."""
-    return [run_from_file(run_file) for run_file in load_run_files(paths)]
+    (:func:`ptqcore.runfile.load_run_files`: schema versions agree and are known, copies agree,
+    and each run completed unless ``allow_incomplete``)."""
+    return [run_from_file(run_file) for run_file in load_run_files(paths, allow_incomplete)]
 
 
 def run_from_document(document: Mapping, source: str = "<run>") -> Run:
@@ -141,7 +144,7 @@ def run_from_file(run_file: RunFile) -> Run:
                                " backend, device, batch size, data set, calibration method and size)",
                                "pass the JSON of one pytest run")
         cases[result.key] = result
-    return Run(run_file.source, run_file.schema_version, cases, _environment(run_file.machine_info))
+    return Run(run_file.source, run_file.schema_version, cases, _environment(run_file.machine_info), run_file.notes)
 
 
 def _case_result(record: Mapping, where: str, samples: Mapping[str, Tuple[float, ...]]) -> CaseResult:
@@ -225,6 +228,8 @@ class Comparison:
     not_run: Tuple[str, ...] = ()
     fixed: Tuple[str, ...] = ()
     environment_changes: Tuple[Tuple[str, str, str], ...] = ()
+    #: the runs' notes (an incomplete run accepted, completeness not recorded)
+    notes: Tuple[str, ...] = ()
 
     def rows_with(self, verdict: str) -> Tuple[Row, ...]:
         return tuple(row for row in self.rows if row.verdict == verdict)
@@ -251,6 +256,7 @@ class Comparison:
                 {"key": key, "baseline": old, "candidate": new} for key, old, new in self.environment_changes
             ],
             "rows": [row.as_dict() for row in self.rows],
+            "notes": list(self.notes),
         }
 
 
@@ -273,8 +279,8 @@ def compare_runs(baseline: Run, candidate: Run, limits: CompareLimits = DEFAULT_
             fixed.append(new.case)
         if new.status == "skipped" and old.status != "skipped":
             newly_skipped.append((new.case, new.skip_reason or "no reason given"))
-        elif new.status == "not run" and old.ran:
-            not_run.append(new.case)
+        elif new.status in ("not run", "incomplete") and old.ran:
+            not_run.append(new.case if new.status == "not run" else f"{new.case} (incomplete)")
         if old.ran and new.ran:
             rows.extend(_case_rows(old, new, limits))
     return Comparison(
@@ -293,6 +299,7 @@ def compare_runs(baseline: Run, candidate: Run, limits: CompareLimits = DEFAULT_
             for key in sorted(set(baseline.environment) | set(candidate.environment))
             if baseline.environment.get(key, "unknown") != candidate.environment.get(key, "unknown")
         ),
+        notes=baseline.notes + candidate.notes,
     )
 
 

@@ -30,6 +30,10 @@ from .thresholds import check_names, load_thresholds
 
 SUITE_KEY = pytest.StashKey[Suite]()
 STARTED_KEY = pytest.StashKey[float]()
+#: How the session ended, for the run file's ``session`` section: pytest's exit status (known from
+#: ``pytest_sessionfinish`` on) and whether it was interrupted (Ctrl-C, SIGINT).
+EXIT_STATUS_KEY = pytest.StashKey[int]()
+INTERRUPTED_KEY = pytest.StashKey[bool]()
 SELECTIONS = ("all", "compressed", "base", "int8", "quantized")
 
 
@@ -83,6 +87,9 @@ def _terminal_report(config) -> Callable[[str], None]:
 def pytest_configure(config) -> None:
     """Runs before pytest-benchmark's own configure, so the JSON path set here is the one it uses."""
     config.stash[STARTED_KEY] = time.time()  # wall clock on purpose: compared with a file's mtime, not a duration
+    _INTERRUPTED[0] = False  # a new session (pytester runs several in one process)
+    if not config.pluginmanager.has_plugin("ptqcore-session-end"):
+        config.pluginmanager.register(SessionEnd(), "ptqcore-session-end")
     json_dir = config.getoption("ptq_json_dir", None)
     if json_dir is not None and not config.getoption("benchmark_json", None):
         json_dir = json_dir.expanduser()
@@ -192,6 +199,40 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             raise pytest.UsageError(str(err)) from None
 
 
+def pytest_collection_finish(session) -> None:
+    """Every selected test of a case (after ``-k`` / ``-m`` deselection) is expected to finish;
+    a case with one that never does is ``incomplete`` in the run file."""
+    if SUITE_KEY not in session.config.stash or session.config.option.collectonly:
+        return
+    book = suite_of(session.config).book
+    for item in session.items:
+        case = _case_of(item)
+        if case is not None:
+            book.expect(case, item.nodeid, getattr(item, "originalname", item.name))
+
+
+def pytest_keyboard_interrupt(excinfo) -> None:
+    """Remembered for the run file (pytest calls this before ``pytest_sessionfinish``)."""
+    _INTERRUPTED[0] = True
+
+
+#: pytest_keyboard_interrupt gets no config: the flag of this process's session
+_INTERRUPTED = [False]
+
+
+class SessionEnd:
+    """A plugin object of its own (a module holds one ``pytest_sessionfinish``; this module's is the
+    fallback writer below): stashes how the session ended before pytest-benchmark's hook writes the
+    JSON (its ``pytest_sessionfinish`` wrapper writes before it yields, and this one runs first)."""
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        session.config.stash[EXIT_STATUS_KEY] = int(exitstatus)
+        session.config.stash[INTERRUPTED_KEY] = (_INTERRUPTED[0]
+                                                 or int(exitstatus) == int(pytest.ExitCode.INTERRUPTED))
+        yield
+
+
 def _case_of(item) -> Optional[Case]:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("case") if callspec is not None else None
@@ -207,6 +248,8 @@ def pytest_runtest_makereport(item, call):
     book = suite_of(item.config).book
     if report.when == "call" and report.passed:
         book.passed(case)
+    if report.when == "teardown":  # the last phase: the test ran to its end, whatever its outcome
+        book.finish(case, item.nodeid)
     if not report.failed:
         return
     error = call.excinfo.value if call.excinfo is not None else None
@@ -241,10 +284,13 @@ def _machine_info(config) -> dict:
     return {**suite_of(config).environment(), "environment": collect_environment()}
 
 
-def _ptqcore_section(suite: Suite) -> dict:
+def _ptqcore_section(config) -> dict:
+    suite = suite_of(config)
     return {
         "schema_version": SCHEMA_VERSION,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in suite.options.__dict__.items()},
+        "session": suite.book.session_summary(config.stash.get(EXIT_STATUS_KEY, None),
+                                              config.stash.get(INTERRUPTED_KEY, _INTERRUPTED[0])),
         "records": suite.book.as_list(),
     }
 
@@ -253,8 +299,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json) -> None:
     """Give every benchmark entry its case's whole record, and list all records (skipped too)."""
     if SUITE_KEY not in config.stash:
         return
-    suite = suite_of(config)
-    section = _ptqcore_section(suite)
+    section = _ptqcore_section(config)
     records = {record["case"]: record for record in section["records"]}
     for entry in output_json.get("benchmarks", []):
         extra = entry.get("extra_info") or {}
@@ -287,7 +332,7 @@ def pytest_sessionfinish(session) -> None:
         if path.exists() and path.stat().st_mtime >= config.stash[STARTED_KEY]:
             return
     output = {"machine_info": {"ptqcore": _machine_info(config)}, "benchmarks": [],
-              "ptqcore": _ptqcore_section(suite_of(config))}
+              "ptqcore": _ptqcore_section(config)}
     data = json.dumps(output, indent=2, default=str).encode()
     if hasattr(value, "write"):
         with value:

@@ -9,7 +9,9 @@ Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, `
 ``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
 INT8 only, and ``technique``: ``ptq`` unless a pruned model or a student made the case, see
 :mod:`ptqcore.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
-``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected),
+``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected,
+``incomplete`` when a selected test of the case never finished: the run was interrupted or stopped
+early, and ``tests_not_finished`` names those tests),
 ``problems`` (one line per failed check), ``skip_reason``, and the figures: ``export_s``
 (phase 1, timed once per model and shared by its precisions' records), ``build_s`` (phase 2;
 both medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
@@ -44,13 +46,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from .case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
 
-SCHEMA_VERSION = 1
+#: 2: the run's ``session`` section (:func:`session_summary`) and the ``incomplete`` status.
+SCHEMA_VERSION = 2
 
 #: What makes two records the same case in two runs (compare matches cases by these).
 KEY_FIELDS = ("model", "precision", "backend", "device", "batch_size", "technique", "dataset", "calibration",
               "calibration_size")
 #: A record's ``status``.
-STATUSES = ("passed", "failed", "skipped", "not run")
+STATUSES = ("passed", "failed", "skipped", "not run", "incomplete")
 #: What a benchmark entry measured (``extra_info["kind"]``), by the benchmark file that writes it.
 ENTRY_KINDS = ("compression", "latency", "harness_overhead", "telemetry_overhead", "calibration_speed",
                "int8_layouts", "calibration_agreement")
@@ -78,7 +81,7 @@ RECORD_FIELDS = {
     # identity and outcome
     "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
     "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT,
-    "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT,
+    "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT, "tests_not_finished": _LIST,
     # compression technique (ptqcore.technique_models): ptq, prune<L> or kd_<student>, and what it did;
     # the accuracy reference of every technique case is the original model's base (teacher_case)
     "technique": _TEXT, "sparsity": _NUMBER, "size_bytes_compressed": _INT, "size_reduction_compressed": _NUMBER,
@@ -184,15 +187,32 @@ class CaseRecord:
     skip_reason: Optional[str] = None
     problems: List[str] = field(default_factory=list)
     figures: Dict[str, object] = field(default_factory=lambda: {name: None for name in FIGURES})
+    #: test id -> its name, for every selected test of the case, and the ids that finished
+    expected: Dict[str, str] = field(default_factory=dict)
+    finished: set = field(default_factory=set)
+
+    @property
+    def unfinished(self) -> List[str]:
+        """Names of the case's selected tests that never finished (sorted)."""
+        return sorted(name for test, name in self.expected.items() if test not in self.finished)
+
+    @property
+    def final_status(self) -> str:
+        """``status``, except that a case with an unfinished test is ``incomplete`` unless it failed
+        (a failure is a result; the unfinished tests are named either way)."""
+        if self.unfinished and self.status in ("passed", "not run"):
+            return "incomplete"
+        return self.status
 
     def as_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
             **self.case.fields(),
             "dataset": self.dataset,
-            "status": self.status,
+            "status": self.final_status,
             "skip_reason": self.skip_reason,
             "problems": list(self.problems),
+            "tests_not_finished": self.unfinished,
             **self.figures,
         }
 
@@ -228,6 +248,29 @@ class RecordBook:
         record = self.record(case)
         record.status = "failed"
         record.problems.append(problem)
+
+    def expect(self, case: Case, test_id: str, name: str) -> None:
+        """The selected test ``test_id`` (named ``name``) belongs to ``case``: until it finishes, the
+        case is not complete."""
+        self.record(case).expected[test_id] = name
+
+    def finish(self, case: Case, test_id: str) -> None:
+        """The test ``test_id`` of ``case`` ran to its end (passed, failed or skipped)."""
+        self.record(case).finished.add(test_id)
+
+    def session_summary(self, exit_status: Optional[int], interrupted: bool) -> dict:
+        """The run file's ``session`` section: how the pytest session ended (``exit_status``: pytest's
+        exit code when known, ``interrupted`` by Ctrl-C or a signal), how many tests were selected
+        and finished, cases per final status, and ``complete``: not interrupted, exit status 0
+        (all passed) or 1 (some failed), and every selected test finished."""
+        records = list(self._records.values())
+        counts = {status: sum(r.final_status == status for r in records) for status in STATUSES}
+        selected = sum(len(r.expected) for r in records)
+        finished = sum(len(set(r.expected) & r.finished) for r in records)
+        complete = not interrupted and exit_status in (0, 1) and finished == selected
+        return {"complete": complete, "exit_status": exit_status, "interrupted": interrupted,
+                "tests_selected": selected, "tests_finished": finished, "cases": len(records),
+                "cases_by_status": counts}
 
     def as_list(self) -> List[dict]:
         """Every record as a dict, with the speed-ups that need the other records of the run."""

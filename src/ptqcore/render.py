@@ -77,6 +77,7 @@ def case_lists(comparison: Comparison) -> List[Tuple[str, List[Tuple[str, str]]]
         ("not run in the candidate", [(case, "") for case in comparison.not_run]),
         ("fixed", [(case, "") for case in comparison.fixed]),
         ("environment changes", [(key, f"{old} -> {new}") for key, old, new in comparison.environment_changes]),
+        ("run notes", [(note, "") for note in comparison.notes]),
     ]
     return [(title, items) for title, items in lists if items]
 

@@ -11,7 +11,12 @@ anything unusable (never a traceback):
   field of :data:`~ptqcore.records.RECORD_FIELDS` it has of its declared JSON type;
 * each benchmark entry: its ``kind`` (:data:`~ptqcore.records.ENTRY_KINDS`; files written before
   ``kind`` existed are read by their ``measurement`` text), its raw samples numbers;
-* the copies: a figure the JSON holds twice must agree. Every entry's ``extra_info`` repeats its
+* the session (schema 2 on): the ``session`` section says whether the run completed; an
+  incomplete run (interrupted, stopped early, a selected test that never finished: a record
+  ``incomplete``) is refused unless the caller allows it (``--allow-incomplete``), and the section
+  must agree with the records (their statuses and counts);
+* the copies: a figure the JSON holds twice must agree, and a record field that one copy has and
+  the other lacks is a disagreement too. Every entry's ``extra_info`` repeats its
   case's record, and a latency entry's raw samples (``stats.data``, or pytest-benchmark's
   ``stats.median`` / ``stats.rounds`` without them) are the samples the record's ``latency_ms``
   was computed from: an edited or damaged copy is an error, so that no comparison can take
@@ -32,8 +37,10 @@ from .records import (ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, ST
                       with_calibration_size, with_technique)
 from .stats import percentile
 
-#: Schema versions of ``output["ptqcore"]`` this ptqcore can read.
-SUPPORTED_SCHEMAS = (SCHEMA_VERSION,)
+#: Schema versions of ``output["ptqcore"]`` this ptqcore can read (1: before the ``session`` section).
+SUPPORTED_SCHEMAS = (1, SCHEMA_VERSION)
+#: The first schema whose runs say whether they completed.
+SESSION_SCHEMA = 2
 #: No benchmark run is nested deeper than this; deeper documents are refused, never recursed into.
 MAX_DEPTH = 100
 #: Relative difference allowed between two copies of one figure (JSON round-trips floats exactly;
@@ -68,22 +75,27 @@ class RunFile:
     records: Tuple[Mapping, ...]
     entries: Tuple[Entry, ...]
     machine_info: Mapping
+    #: the ``session`` section (None for schema 1), and lines a summary must show (an incomplete
+    #: run accepted, completeness not recorded)
+    session: Optional[Mapping] = None
+    notes: Tuple[str, ...] = ()
 
     def entries_of(self, kind: str) -> Dict[str, Entry]:
         """The entries of one kind by case id."""
         return {entry.case: entry for entry in self.entries if entry.kind == kind}
 
 
-def load_run_file(path) -> RunFile:
+def load_run_file(path, allow_incomplete: bool = False) -> RunFile:
     """Read and validate one run (raises :class:`RunFileError`)."""
-    return load_run_files([path])[0]
+    return load_run_files([path], allow_incomplete)[0]
 
 
-def load_run_files(paths: Sequence) -> List[RunFile]:
+def load_run_files(paths: Sequence, allow_incomplete: bool = False) -> List[RunFile]:
     """Read and validate runs that are used together (compared, reported side by side).
 
     Their schema versions must agree and be known; agreement is checked first, so two runs of
-    different schemas are reported as such rather than as one unknown schema.
+    different schemas are reported as such rather than as one unknown schema. An incomplete run is
+    refused unless ``allow_incomplete`` (then its :attr:`RunFile.notes` say so).
     """
     documents = [(str(path), read_document(Path(path))) for path in paths]
     versions = [(source, schema_version(document, source)) for source, document in documents]
@@ -91,7 +103,7 @@ def load_run_files(paths: Sequence) -> List[RunFile]:
         listed = ", ".join(f"{Path(source).name} has {version}" for source, version in versions)
         raise RunFileError(f"the runs have different ptqcore schema versions ({listed})",
                            "use runs written with the same schema: re-run the older one with this ptqcore")
-    return [run_file_from_document(document, source) for source, document in documents]
+    return [run_file_from_document(document, source, allow_incomplete) for source, document in documents]
 
 
 def read_document(path: Path) -> dict:
@@ -172,8 +184,9 @@ def schema_version(document: Mapping, source: str) -> int:
     return version
 
 
-def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
-    """A :class:`RunFile` from a parsed pytest-benchmark document (raises :class:`RunFileError`)."""
+def run_file_from_document(document: Mapping, source: str = "<run>", allow_incomplete: bool = False) -> RunFile:
+    """A :class:`RunFile` from a parsed pytest-benchmark document (raises :class:`RunFileError`;
+    an incomplete run unless ``allow_incomplete``)."""
     version = schema_version(document, source)
     if version not in SUPPORTED_SCHEMAS:
         raise RunFileError(
@@ -183,6 +196,7 @@ def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
     records = document["ptqcore"].get("records")
     if not isinstance(records, list):
         raise RunFileError(f"{source} has no ptqcore records list", _RERUN)
+    as_written = {str(record.get("case")): record for record in records if isinstance(record, dict)}
     records = with_calibration_size(records, document["ptqcore"].get("options"))  # runs before sweeps lack it
     records = with_technique(records)  # runs before the technique axis lack it
     by_case: Dict[str, Mapping] = {}
@@ -192,11 +206,78 @@ def run_file_from_document(document: Mapping, source: str = "<run>") -> RunFile:
             raise RunFileError(f"{source} has two records of case {record['case']}", "pass the JSON of one pytest run")
         by_case[str(record["case"])] = record
     entries = tuple(_entry(entry, source) for entry in document.get("benchmarks", []))
-    for entry in entries:
-        _check_copies(entry, by_case.get(entry.case), source)
+    for entry in entries:  # the copies as written (the fill-ins above are the loader's, not the file's)
+        _check_copies(entry, as_written.get(entry.case) if entry.case in by_case else None, source,
+                      whole=version >= SESSION_SCHEMA)
+    session = document["ptqcore"].get("session")
+    notes = _check_session(session, version, records, source, allow_incomplete)
     machine = document.get("machine_info")
     return RunFile(source, version, tuple(records), tuple(e for e in entries if e.case),
-                   machine if isinstance(machine, dict) else {})
+                   machine if isinstance(machine, dict) else {}, session if version >= SESSION_SCHEMA else None,
+                   notes)
+
+
+_DAMAGED = f"the file was edited or damaged: {_RERUN}"
+_SESSION_COUNTS = ("tests_selected", "tests_finished", "cases")
+
+
+def _check_session(session, version: int, records: Sequence[Mapping], source: str,
+                   allow_incomplete: bool) -> Tuple[str, ...]:
+    """The notes of a run's completeness (module docstring); raises :class:`RunFileError` for a
+    session section that is missing, malformed or contradicts the records, and for an incomplete
+    run unless ``allow_incomplete``."""
+    name = Path(source).name
+    if version < SESSION_SCHEMA:
+        return (f"{name}: schema {version} run: whether it completed was not recorded",)
+    if not isinstance(session, dict):
+        raise RunFileError(f"{source} has no ptqcore session section (schema {version} runs always have one)",
+                           _DAMAGED)
+    bad = [key for key in ("complete", "interrupted") if not isinstance(session.get(key), bool)]
+    bad += [key for key in _SESSION_COUNTS if not _count(session.get(key))]
+    exit_status = session.get("exit_status")
+    if exit_status is not None and not _count(exit_status):
+        bad.append("exit_status")
+    by_status = session.get("cases_by_status")
+    if not isinstance(by_status, dict) or set(by_status) != set(STATUSES) or not all(map(_count, by_status.values())):
+        bad.append("cases_by_status")
+    if bad:
+        raise RunFileError(f"{source}: the session section's {', '.join(bad)} is missing or malformed", _DAMAGED)
+    counted = {status: sum(record["status"] == status for record in records) for status in STATUSES}
+    if counted != by_status or session["cases"] != len(records) or session["tests_finished"] > session["tests_selected"]:
+        raise RunFileError(f"{source}: the session section's counts do not match the records", _DAMAGED)
+    unfinished = [record for record in records if record["status"] != "failed" and record.get("tests_not_finished")]
+    if unfinished and unfinished[0]["status"] != "incomplete":
+        raise RunFileError(f"{source}: {unfinished[0]['case']} is {unfinished[0]['status']} but names tests that"
+                           " did not finish", _DAMAGED)
+    really_complete = (not session["interrupted"] and exit_status in (0, 1) and not counted["incomplete"]
+                       and session["tests_finished"] == session["tests_selected"])
+    if session["complete"] and not really_complete:
+        raise RunFileError(f"{source}: the session says complete, but {_why_incomplete(session, counted)}", _DAMAGED)
+    if really_complete:
+        return ()
+    why = _why_incomplete(session, counted)
+    if not allow_incomplete:
+        raise RunFileError(f"{source} is an incomplete run ({why})",
+                           "re-run the benchmarks to the end, or pass --allow-incomplete to use what it measured")
+    return (f"{name}: incomplete run accepted (--allow-incomplete): {why}",)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _why_incomplete(session: Mapping, counted: Mapping[str, int]) -> str:
+    parts = []
+    if session["interrupted"]:
+        parts.append("interrupted")
+    if session.get("exit_status") not in (0, 1):
+        parts.append(f"pytest exit status {session.get('exit_status')}")
+    missing = session["tests_selected"] - session["tests_finished"]
+    if missing:
+        parts.append(f"{missing} of {session['tests_selected']} selected tests did not finish")
+    if counted["incomplete"]:
+        parts.append(f"{counted['incomplete']} case(s) incomplete")
+    return ", ".join(parts) or "the session says it did not complete"
 
 
 def _supported() -> str:
@@ -267,15 +348,19 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_copies(entry: Entry, record: Optional[Mapping], source: str) -> None:
-    """Raise when a figure stored twice disagrees (see the module docstring)."""
+def _check_copies(entry: Entry, record: Optional[Mapping], source: str, whole: bool = True) -> None:
+    """Raise when a figure stored twice disagrees (see the module docstring). ``whole``: the entry
+    holds the whole record (the plugin writes it so from schema 2 on), so a field in one copy only
+    is a disagreement too; schema 1 files are checked on the fields both copies have."""
     if record is None:
         return
     where = f"{source}: {entry.case}"
-    for name, value in entry.extra_info.items():
-        if name in record and name in RECORD_FIELDS and not _same(value, record[name]):
-            raise RunFileError(f"{where}: the benchmark entry's {name} differs from the case's record",
-                               f"the file was edited or damaged: {_RERUN}")
+    for name in RECORD_FIELDS:
+        if whole and (name in entry.extra_info) != (name in record):
+            holder, other = ("benchmark entry", "record") if name in entry.extra_info else ("record", "benchmark entry")
+            raise RunFileError(f"{where}: the {holder} has {name} but the case's {other} lacks it", _DAMAGED)
+        if name in record and name in entry.extra_info and not _same(entry.extra_info[name], record[name]):
+            raise RunFileError(f"{where}: the benchmark entry's {name} differs from the case's record", _DAMAGED)
     latency = record.get("latency_ms")
     if entry.kind != "latency" or not isinstance(latency, dict):
         return

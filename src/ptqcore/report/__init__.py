@@ -44,13 +44,14 @@ class Report:
     figures: List[Path]
 
 
-def write_report(paths: Sequence, directory) -> Report:
+def write_report(paths: Sequence, directory, allow_incomplete: bool = False) -> Report:
     """Render the runs in ``paths`` into ``directory`` (created); see the module docstring.
 
-    Raises :class:`~ptqcore.errors.PtqError` (one line) for unusable runs, a directory or figure
-    that cannot be written, and a missing matplotlib ("install ptqcore[plot]").
+    Raises :class:`~ptqcore.errors.PtqError` (one line) for unusable runs (an incomplete run
+    unless ``allow_incomplete``: then the report says so), a directory or figure that cannot be
+    written, and a missing matplotlib ("install ptqcore[plot]").
     """
-    runs = load_report_runs(paths)
+    runs = load_report_runs(paths, allow_incomplete)
     try:
         from . import calibration_sweep, figures, technique_ranking  # matplotlib only from here on
         from . import sensitivity as layer_sensitivity
@@ -87,6 +88,7 @@ def write_report(paths: Sequence, directory) -> Report:
         cases = run.cases
         blocks += [Heading(f"Run {number}: {run.name}"), Text(f"Device: {run.device_text()}. Software: "
                                                               f"{run.software_text()}.")]
+        blocks += [Text(note, note=True) for note in run.run.notes]
         blocks += [Heading("Cases", 3), headline_table(cases)]
         blocks += [Heading("Latency, throughput, speed-up", 3)]
         blocks += figure(figures.latency, prefix + "latency", "Latency p50 per case, whiskers to p90, tick at p99 (ms).", footer,

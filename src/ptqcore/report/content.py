@@ -133,11 +133,11 @@ class RunView:
         return f"{self.name} | {self.device_text()} | {self.software_text()}"
 
 
-def load_report_runs(paths: Sequence) -> List[RunView]:
+def load_report_runs(paths: Sequence, allow_incomplete: bool = False) -> List[RunView]:
     """Read and validate the runs through the one loader (:func:`ptqcore.runfile.load_run_files`,
     raising its :class:`~ptqcore.runfile.RunFileError`) and keep each run's full records for the figures."""
     views = []
-    for path, run_file in zip(paths, load_run_files(paths)):
+    for path, run_file in zip(paths, load_run_files(paths, allow_incomplete)):
         machine = run_file.machine_info
         section = machine.get("ptqcore") if isinstance(machine.get("ptqcore"), dict) else {}
         environment = section.get("environment") if isinstance(section.get("environment"), dict) else {}
