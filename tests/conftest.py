@@ -12,6 +12,9 @@ every test that wants the warm entry uses ``tests/tiny_model.py``'s settings (al
 """
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from tiny_model import TINY_CLI_OPTIONS, TINY_SETTINGS
@@ -56,3 +59,36 @@ def copy_tiny_cache(warm_tiny_cache, tmp_path_factory):
 def tiny_cache(copy_tiny_cache):
     """A private copy of :func:`warm_tiny_cache` for one test: it may add, rebuild or corrupt entries."""
     return copy_tiny_cache()
+
+
+# -- a real run of the suite's per-case tests on the tiny model -------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = [str(REPO / "benchmarks" / name) for name in ("test_compression.py", "test_inference.py",
+                                                          "test_thresholds.py")]
+FAST = ["--ptq-models", "tiny", "--ptq-compress-rounds", "1", "--ptq-compress-warmup", "0",
+        "--ptq-latency-min-time", "0.05", "--ptq-latency-min-rounds", "5", "--ptq-warmup-time", "0.01",
+        "--ptq-no-telemetry", "-p", "no:cacheprovider", "--benchmark-save-data"]
+THRESHOLDS = ('[[overrides]]\nmodels = "tiny_cnn"\nprecision = "int8"\nmin_size_reduction = 1.5\n'
+              'reason = "the tiny model is mostly per-layer overhead, not weights"\n')
+
+
+def suite_command(folder: Path, cache: Path, cli_options, out: Path) -> list:
+    """The command line of a fast suite run on the tiny model in ``folder`` writing ``out`` (with raw samples)."""
+    (folder / "thresholds.toml").write_text(THRESHOLDS)
+    return [sys.executable, "-m", "pytest", *BENCHMARKS, *FAST, "--ptq-cache-dir", str(cache), *cli_options,
+            "--ptq-thresholds", str(folder / "thresholds.toml"), "--benchmark-json", str(out)]
+
+
+@pytest.fixture(scope="session")
+def complete_run(copy_tiny_cache, tiny_cli_options, tmp_path_factory):
+    """``(run file, cache)``: a complete run of the tiny model's per-case tests, made once per session;
+    its cache is warm for later runs (do not rely on it staying unchanged)."""
+    folder = tmp_path_factory.mktemp("complete-run")
+    cache = copy_tiny_cache()
+    out = folder / "run.json"
+    done = subprocess.run(suite_command(folder, cache, tiny_cli_options, out), cwd=folder, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return out, cache
+
+

@@ -1,8 +1,8 @@
 """A run file says what it is, and the gate refuses one that measured less than it claims.
 
 End to end with real runs of the suite on the tiny model (a subprocess each): one run that is
-stopped with a real SIGINT while ``test_latency`` runs, and one complete run, which the fuzz test
-of ``tests/test_runfile_fuzz.py`` also mutates. Then ``ptqcore compare`` (in-process, through its
+stopped with a real SIGINT while ``test_latency`` runs, and one complete run (the session fixture
+``complete_run`` of ``tests/conftest.py``, which ``tests/test_runfile_fuzz.py`` mutates). Then ``ptqcore compare`` (in-process, through its
 ``main``) on what they wrote.
 """
 
@@ -10,41 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import suite_command
 
 from ptqcore.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = [str(REPO / "benchmarks" / name) for name in ("test_compression.py", "test_inference.py",
-                                                          "test_thresholds.py")]
-FAST = ["--ptq-models", "tiny", "--ptq-compress-rounds", "1", "--ptq-compress-warmup", "0",
-        "--ptq-latency-min-time", "0.05", "--ptq-latency-min-rounds", "5", "--ptq-warmup-time", "0.01",
-        "--ptq-no-telemetry", "-p", "no:cacheprovider", "--benchmark-save-data"]
-THRESHOLDS = ('[[overrides]]\nmodels = "tiny_cnn"\nprecision = "int8"\nmin_size_reduction = 1.5\n'
-              'reason = "the tiny model is mostly per-layer overhead, not weights"\n')
-
-
-def suite_command(folder: Path, cache: Path, cli_options, out: Path) -> list:
-    (folder / "thresholds.toml").write_text(THRESHOLDS)
-    return [sys.executable, "-m", "pytest", *BENCHMARKS, *FAST, "--ptq-cache-dir", str(cache), *cli_options,
-            "--ptq-thresholds", str(folder / "thresholds.toml"), "--benchmark-json", str(out)]
-
-
-@pytest.fixture(scope="session")
-def complete_run(copy_tiny_cache, tiny_cli_options, tmp_path_factory):
-    """A complete run of the tiny model's per-case tests (JSON path); its cache is reused below."""
-    folder = tmp_path_factory.mktemp("complete-run")
-    cache = copy_tiny_cache()
-    out = folder / "run.json"
-    done = subprocess.run(suite_command(folder, cache, tiny_cli_options, out), cwd=folder, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    return out, cache
-
 
 def compare(capsys, *args):
     code = main(["compare", *map(str, args)])
