@@ -13,7 +13,9 @@ ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantiza
 
 On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured: README, "INT8 on different CPUs"), so it
 stays the x86 choice there. :func:`recipe_for_isa` is a pure function of the detected flags so
-that every CPU family is unit-tested on recorded flag sets.
+that every CPU family is unit-tested on recorded flag sets. The flags can be wrong about the CPU
+the kernels run on (qemu shows the host's): ``auto`` (:func:`resolve_recipe`) also asks the
+kernels, through the self-test of :mod:`ptqcore.kernel_probe`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import functools
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import FrozenSet, Iterable, Optional
+from typing import TYPE_CHECKING, FrozenSet, Iterable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel_probe import ProbeResult
 
 #: x86 flags (as /proc/cpuinfo spells them) that give ONNX Runtime saturation-free INT8 dot products.
 X86_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -91,11 +96,19 @@ def recipe_for_isa(isa: CpuIsa) -> str:
     return "u8s8-reduce-range"
 
 
-def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None) -> str:
-    """``choice`` itself, or for ``auto`` the recipe :func:`recipe_for_isa` picks for this CPU."""
+def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional["ProbeResult"] = None) -> str:
+    """``choice`` itself, or for ``auto`` the layout :func:`ptqcore.kernel_probe.choose_layout` picks
+    from ``isa``'s flags and the kernel self-test ``probe``. Without ``isa``: this CPU, flags and
+    self-test (run once per process); with ``isa`` and no ``probe``: the flags alone (:func:`recipe_for_isa`)."""
     if choice not in INT8_RECIPE_CHOICES:
         raise ValueError(f"INT8 recipe must be one of {', '.join(INT8_RECIPE_CHOICES)}, got {choice!r}")
-    return recipe_for_isa(isa or detect_cpu_isa()) if choice == "auto" else choice
+    if choice != "auto":
+        return choice
+    from .kernel_probe import choose_layout, probe_this_cpu
+
+    if isa is None:
+        isa, probe = detect_cpu_isa(), probe or probe_this_cpu()
+    return choose_layout(isa, probe.errors if probe is not None else None)
 
 
 def _proc_cpuinfo_flags(text: str) -> FrozenSet[str]:
