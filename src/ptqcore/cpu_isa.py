@@ -140,8 +140,23 @@ def detect_cpu_isa() -> CpuIsa:
     return isa_from_flags(arch, flags, "py-cpuinfo" if flags else "none")
 
 
-def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa) -> str:
-    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix."""
+def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional["ProbeResult"] = None) -> str:
+    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix:
+    from the kernel self-test ``probe`` of this CPU where it has a result for ``layout``, else the flags."""
+    if backend == "onnxruntime" and probe is not None and layout in probe.errors:
+        from .kernel_probe import TOLERANCE, choose_layout
+
+        error, auto = probe.errors[layout], choose_layout(isa, probe.errors)
+        if not error <= TOLERANCE:
+            kind = ("U8S8" if layout == "u8s8" else f"the {layout} kernels") + (
+                " saturating" if isa.family == "x86" else " off")
+            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if auto != layout else
+                   "no layout passes it here: compare them with --ptq-int8-layouts")
+            return (f"the kernel self-test shows {kind} on this CPU (relative error {error:.1%} against the"
+                    f" fake-quant reference; flags {isa.name}): {fix}")
+        return (f"the kernel self-test finds ONNX Runtime's {layout} kernels exact on this CPU ({isa.name}, error"
+                f" {error:.1%}), so the drop comes from an op it does not cover: try another --ptq-int8-recipe"
+                " and compare agreement_reference")
     if backend == "onnxruntime" and isa.family == "x86" and not isa.has_int8_dot and "reduce-range" not in layout:
         return (f"likely U8S8 saturation on a CPU without VNNI ({isa.name}): use --ptq-int8-recipe"
                 " u8s8-reduce-range (what auto picks on this CPU)")
