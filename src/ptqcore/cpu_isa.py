@@ -150,8 +150,8 @@ def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional["Pr
         if not error <= TOLERANCE:
             kind = ("U8S8" if layout == "u8s8" else f"the {layout} kernels") + (
                 " saturating" if isa.family == "x86" else " off")
-            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if auto != layout else
-                   "no layout passes it here: compare them with --ptq-int8-layouts")
+            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if probe.errors.get(auto, 1.0) <= TOLERANCE
+                   else "no layout passes it here: compare them with --ptq-int8-layouts")
             return (f"the kernel self-test shows {kind} on this CPU (relative error {error:.1%} against the"
                     f" fake-quant reference; flags {isa.name}): {fix}")
         return (f"the kernel self-test finds ONNX Runtime's {layout} kernels exact on this CPU ({isa.name}, error"
