@@ -45,7 +45,7 @@ def main(prepared: str, ranges: str, images: str, out: str, scratch: str) -> Non
             layouts[layout].update(top1_reference=reference, kernel_drop_pp=drop_pp(reference, layouts[layout]["top1"]))
     result = {"isa": isa.name, "probe": probe_record(isa, probe), "auto": auto,
               "auto_with_vnni_host_flags": resolve_recipe("auto", vnni_host, probe),
-              "vnni_host_probe": probe_record(vnni_host, probe), "images": int(len(data["labels"])),
+              "vnni_host_probe": probe_record(vnni_host, probe), "images": len(data["labels"]),
               "layouts": layouts, "seconds": time.perf_counter() - started}
     Path(out).write_text(json.dumps(result, indent=2))
 

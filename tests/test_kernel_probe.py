@@ -45,9 +45,9 @@ from ptqcore.kernel_probe import (
     run_probe,
 )
 
-ZEN3 = isa_from_flags("x86_64", "sse4_2 avx fma avx2 bmi2".split())
-ICE_LAKE = isa_from_flags("x86_64", "sse4_2 avx avx2 avx512f avx512bw avx512_vnni".split())
-ORIN = isa_from_flags("aarch64", "fp asimd asimddp".split())
+ZEN3 = isa_from_flags("x86_64", ["sse4_2", "avx", "fma", "avx2", "bmi2"])
+ICE_LAKE = isa_from_flags("x86_64", ["sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512_vnni"])
+ORIN = isa_from_flags("aarch64", ["fp", "asimd", "asimddp"])
 RISCV = isa_from_flags("riscv64", ["rv64imafdc"])
 SATURATED = {"u8s8": 0.141, "u8s8-reduce-range": 0.0, "s8s8": 0.141}  # measured: Zen 3, and qemu EPYC-Milan
 EXACT = {"u8s8": 0.0, "u8s8-reduce-range": 0.0, "s8s8": 0.0}
@@ -106,7 +106,7 @@ def test_probe_data_saturate_vpmaddubsw_pairs_in_u8s8_and_cannot_with_reduced_we
     activations are shifted by +128 to uint8 first); with 8-bit weights most pairs overflow 32767,
     with reduce-range weights ([-64, 64]) none can."""
     for layout in INT8_RECIPES:
-        _, _, x_q, w_q, _, x_zero, _ = probe_integers(layout)
+        _, _, x_q, w_q, _, _, _ = probe_integers(layout)
         a = x_q + 128 if layout == "s8s8" else x_q  # as the U8S8 kernels see them: 128..255 in every layout
         assert a.min() >= 128 and a.max() <= 255
         patch = a[0, :, :3, :3].reshape(-1)  # one 3x3 window, all 16 channels: 144 products per output

@@ -96,7 +96,7 @@ def recipe_for_isa(isa: CpuIsa) -> str:
     return "u8s8-reduce-range"
 
 
-def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional["ProbeResult"] = None) -> str:
+def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional[ProbeResult] = None) -> str:
     """``choice`` itself, or for ``auto`` the layout :func:`ptqcore.kernel_probe.choose_layout` picks
     from ``isa``'s flags and the kernel self-test ``probe``. Without ``isa``: this CPU, flags and
     self-test (run once per process); with ``isa`` and no ``probe``: the flags alone (:func:`recipe_for_isa`)."""
@@ -140,7 +140,7 @@ def detect_cpu_isa() -> CpuIsa:
     return isa_from_flags(arch, flags, "py-cpuinfo" if flags else "none")
 
 
-def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional["ProbeResult"] = None) -> str:
+def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional[ProbeResult] = None) -> str:
     """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix:
     from the kernel self-test ``probe`` of this CPU where it has a result for ``layout``, else the flags."""
     if backend == "onnxruntime" and probe is not None and layout in probe.errors:
