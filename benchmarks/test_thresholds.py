@@ -8,6 +8,7 @@ failure message names the limit and where it came from.
 import pytest
 
 from ptqcore.cpu_isa import kernel_drop_hint
+from ptqcore.kernel_probe import probe_this_cpu
 from ptqcore.sensitivity import drop_message_tail
 
 
@@ -61,7 +62,8 @@ def test_int8_kernel_matches_reference(case, ptq_suite):
         f"{case.id}: the {quality['int8_recipe']} kernels lose {kernel:.2f} pp against the fake-quant reference"
         f" (top-1 {quality['top1']:.4f} vs {quality['top1_reference']:.4f}, agreement"
         f" {quality['agreement_reference']:.3f}) > {limits.max_kernel_drop_pp} pp ({limits.reason}); "
-        + kernel_drop_hint(case.backend, quality["int8_recipe"], ptq_suite.cpu_isa)
+        + kernel_drop_hint(case.backend, quality["int8_recipe"], ptq_suite.cpu_isa,
+                           probe_this_cpu() if case.backend == "onnxruntime" else None)
     )
 
 

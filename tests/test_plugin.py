@@ -126,6 +126,12 @@ def test_json_dir_stores_runs_outside_python_versioned_folders(project):
     environment = output["machine_info"]["ptqcore"]["environment"]
     assert {"device_model", "l4t", "jetpack", "cuda", "tensorrt", "torch"} <= set(environment)
     assert environment["onnxruntime"] not in ("", "unknown")  # installed wherever these tests run
+    # auto (the default) asked the kernels: the header says what it chose, machine_info records why
+    probe = output["machine_info"]["ptqcore"]["cpu_isa"]["kernel_probe"]
+    assert probe["auto_choice"] == output["machine_info"]["ptqcore"]["int8_recipe"] and probe["error"] is None
+    assert set(probe["layouts"]) == {"u8s8", "s8s8", "u8s8-reduce-range"}
+    result.stdout.fnmatch_lines([f"ptqcore: INT8 kernel self-test (ONNX Runtime *): *; auto uses"
+                                 f" {probe['auto_choice']}"])
 
 
 def test_full_tiny_run_writes_every_figure_and_record(project):

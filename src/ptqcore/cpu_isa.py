@@ -13,7 +13,9 @@ ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantiza
 
 On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured: README, "INT8 on different CPUs"), so it
 stays the x86 choice there. :func:`recipe_for_isa` is a pure function of the detected flags so
-that every CPU family is unit-tested on recorded flag sets.
+that every CPU family is unit-tested on recorded flag sets. The flags can be wrong about the CPU
+the kernels run on (qemu shows the host's): ``auto`` (:func:`resolve_recipe`) also asks the
+kernels, through the self-test of :mod:`ptqcore.kernel_probe`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import functools
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import FrozenSet, Iterable, Optional
+from typing import TYPE_CHECKING, FrozenSet, Iterable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel_probe import ProbeResult
 
 #: x86 flags (as /proc/cpuinfo spells them) that give ONNX Runtime saturation-free INT8 dot products.
 X86_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -91,11 +96,19 @@ def recipe_for_isa(isa: CpuIsa) -> str:
     return "u8s8-reduce-range"
 
 
-def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None) -> str:
-    """``choice`` itself, or for ``auto`` the recipe :func:`recipe_for_isa` picks for this CPU."""
+def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional[ProbeResult] = None) -> str:
+    """``choice`` itself, or for ``auto`` the layout :func:`ptqcore.kernel_probe.choose_layout` picks
+    from ``isa``'s flags and the kernel self-test ``probe``. Without ``isa``: this CPU, flags and
+    self-test (run once per process); with ``isa`` and no ``probe``: the flags alone (:func:`recipe_for_isa`)."""
     if choice not in INT8_RECIPE_CHOICES:
         raise ValueError(f"INT8 recipe must be one of {', '.join(INT8_RECIPE_CHOICES)}, got {choice!r}")
-    return recipe_for_isa(isa or detect_cpu_isa()) if choice == "auto" else choice
+    if choice != "auto":
+        return choice
+    from .kernel_probe import choose_layout, probe_this_cpu
+
+    if isa is None:
+        isa, probe = detect_cpu_isa(), probe or probe_this_cpu()
+    return choose_layout(isa, probe.errors if probe is not None else None)
 
 
 def _proc_cpuinfo_flags(text: str) -> FrozenSet[str]:
@@ -127,8 +140,23 @@ def detect_cpu_isa() -> CpuIsa:
     return isa_from_flags(arch, flags, "py-cpuinfo" if flags else "none")
 
 
-def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa) -> str:
-    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix."""
+def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional[ProbeResult] = None) -> str:
+    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix:
+    from the kernel self-test ``probe`` of this CPU where it has a result for ``layout``, else the flags."""
+    if backend == "onnxruntime" and probe is not None and layout in probe.errors:
+        from .kernel_probe import TOLERANCE, choose_layout
+
+        error, auto = probe.errors[layout], choose_layout(isa, probe.errors)
+        if not error <= TOLERANCE:
+            kind = ("U8S8" if layout == "u8s8" else f"the {layout} kernels") + (
+                " saturating" if isa.family == "x86" else " off")
+            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if probe.errors.get(auto, 1.0) <= TOLERANCE
+                   else "no layout passes it here: compare them with --ptq-int8-layouts")
+            return (f"the kernel self-test shows {kind} on this CPU (relative error {error:.1%} against the"
+                    f" fake-quant reference; flags {isa.name}): {fix}")
+        return (f"the kernel self-test finds ONNX Runtime's {layout} kernels exact on this CPU ({isa.name}, error"
+                f" {error:.1%}), so the drop comes from an op it does not cover: try another --ptq-int8-recipe"
+                " and compare agreement_reference")
     if backend == "onnxruntime" and isa.family == "x86" and not isa.has_int8_dot and "reduce-range" not in layout:
         return (f"likely U8S8 saturation on a CPU without VNNI ({isa.name}): use --ptq-int8-recipe"
                 " u8s8-reduce-range (what auto picks on this CPU)")

@@ -266,11 +266,20 @@ def pytest_runtest_makereport(item, call):
 def pytest_report_header(config):
     if SUITE_KEY not in config.stash:
         return None
-    options = suite_of(config).options
-    return (
+    suite = suite_of(config)
+    options = suite.options
+    lines = [
         f"ptqcore: models {','.join(options.models)}; precisions {','.join(p.value for p in options.precisions)};"
         f" backends {','.join(options.backends)}; data {options.dataset}; cache {options.cache_dir}"
-    )
+    ]
+    if suite.kernel_probe is not None:  # auto: say what it chose from what, and warn where flags mislead
+        from .kernel_probe import disagreement, probe_summary
+
+        lines.append(f"ptqcore: {probe_summary(suite.cpu_isa, suite.kernel_probe)}")
+        warning = disagreement(suite.cpu_isa, suite.kernel_probe.errors)
+        if warning:
+            lines.append(f"ptqcore: WARNING: {warning}")
+    return lines
 
 
 def pytest_benchmark_update_machine_info(config, machine_info) -> None:

@@ -24,6 +24,7 @@ from .backends import Int8Inputs, Runner, get_backend
 from .case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision, build_matrix
 from .class_map import dataset_for_model
 from .cpu_isa import detect_cpu_isa, physical_cores, resolve_recipe
+from .kernel_probe import probe_record, probe_this_cpu
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
 from .int8_reference import int8_figures, reference_predictions
@@ -77,7 +78,9 @@ class Suite:
         self.specs: Dict[str, ModelSpec] = self._resolve_specs()
         #: The CPU's INT8 support, and the ONNX Runtime INT8 layout chosen for it (or forced).
         self.cpu_isa = detect_cpu_isa()
-        self.int8_layout = resolve_recipe(options.int8_recipe, self.cpu_isa)
+        #: The INT8 kernel self-test (:mod:`ptqcore.kernel_probe`, once per process): run only for ``auto``.
+        self.kernel_probe = probe_this_cpu() if options.int8_recipe == "auto" else None
+        self.int8_layout = resolve_recipe(options.int8_recipe, self.cpu_isa, self.kernel_probe)
         #: Intra-op threads of ONNX Runtime and PyTorch alike: the option, or the physical cores.
         self.threads = options.threads or physical_cores()
         self._memo: Dict[tuple, object] = {}
@@ -455,5 +458,6 @@ class Suite:
             except ImportError:
                 versions[name] = None
         return {"versions": versions, "threads": self.threads,
-                "cpu_isa": self.cpu_isa.as_dict(), "int8_recipe": self.int8_layout,
+                "cpu_isa": {**self.cpu_isa.as_dict(), "kernel_probe": probe_record(self.cpu_isa, probe_this_cpu())},
+                "int8_recipe": self.int8_layout,
                 "int8_recipe_option": self.options.int8_recipe}
