@@ -22,7 +22,8 @@ pytest_plugins = ["pytester"]
 
 #: Fields the record book owns (identity, outcome) or derives (speed-ups need the other records).
 OWNED = {"schema_version", "case", "model", "precision", "backend", "device", "batch_size", "calibration",
-         "dataset", "status", "skip_reason", "problems", "tests_not_finished", "speedup_vs_fp32", "speedup_vs_base"}
+         "dataset", "status", "skip_reason", "problems", "tests_not_finished", "speedup_vs_fp32", "speedup_vs_base",
+         "technique", "calibration_size"}
 SAMPLE_VALUES = {(float,): 0.625, (int,): 7, (str,): "text", (bool,): True, (list,): [1.5, 2.5],
                  (dict,): {"a": 1, "b": [2, 3]}}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 #: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.calibration`.
 DEFAULT_CALIBRATION = "entropy"
@@ -98,6 +98,14 @@ class Case:
         if self.calibration_size is not None and self.calibration_size != DEFAULT_CALIBRATION_SIZE:
             parts.append(f"cal{self.calibration_size}")
         return "-".join(parts)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping) -> "Case":
+        """The case whose :meth:`fields` are ``fields`` (raises ValueError or TypeError for values
+        no case has)."""
+        return cls(str(fields["model"]), Precision(fields["precision"]), str(fields["backend"]), str(fields["device"]),
+                   int(fields["batch_size"]), fields.get("calibration") or "", fields.get("calibration_size"),
+                   str(fields.get("technique") or DEFAULT_TECHNIQUE))
 
     def fields(self) -> dict:
         """The identifying fields every record and every benchmark entry of this case carries."""

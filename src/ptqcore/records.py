@@ -205,7 +205,9 @@ class CaseRecord:
         return self.status
 
     def as_dict(self) -> dict:
-        return {
+        """The record: identity and outcome (the book's own, never overridden by a figure of the
+        same name), then the figures."""
+        owned = {
             "schema_version": SCHEMA_VERSION,
             **self.case.fields(),
             "dataset": self.dataset,
@@ -213,8 +215,8 @@ class CaseRecord:
             "skip_reason": self.skip_reason,
             "problems": list(self.problems),
             "tests_not_finished": self.unfinished,
-            **self.figures,
         }
+        return {**owned, **{k: v for k, v in self.figures.items() if k not in owned}}
 
 
 class RecordBook:

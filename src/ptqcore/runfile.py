@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .case import Case
 from .errors import PtqError, error_line
 from .records import (ENTRY_KINDS, KEY_FIELDS, RECORD_FIELDS, SCHEMA_VERSION, STATUSES, kind_of_measurement,
                       with_calibration_size, with_technique)
@@ -202,10 +203,15 @@ def run_file_from_document(document: Mapping, source: str = "<run>", allow_incom
     by_case: Dict[str, Mapping] = {}
     for number, record in enumerate(records, start=1):
         _check_record(record, f"{source}: record #{number}")
+        if version >= SESSION_SCHEMA:
+            _check_case_id(record, f"{source}: record #{number}")
         if str(record["case"]) in by_case:
             raise RunFileError(f"{source} has two records of case {record['case']}", "pass the JSON of one pytest run")
         by_case[str(record["case"])] = record
     entries = tuple(_entry(entry, source) for entry in document.get("benchmarks", []))
+    orphans = [entry.case for entry in entries if entry.case and entry.case not in by_case]
+    if orphans and version >= SESSION_SCHEMA:  # the plugin writes a record for every case it times
+        raise RunFileError(f"{source}: the benchmark entry of {orphans[0]} has no record", _DAMAGED)
     for entry in entries:  # the copies as written (the fill-ins above are the loader's, not the file's)
         _check_copies(entry, as_written.get(entry.case) if entry.case in by_case else None, source,
                       whole=version >= SESSION_SCHEMA)
@@ -253,6 +259,8 @@ def _check_session(session, version: int, records: Sequence[Mapping], source: st
                        and session["tests_finished"] == session["tests_selected"])
     if session["complete"] and not really_complete:
         raise RunFileError(f"{source}: the session says complete, but {_why_incomplete(session, counted)}", _DAMAGED)
+    if really_complete and not session["complete"]:
+        raise RunFileError(f"{source}: the session says incomplete, but its figures say it completed", _DAMAGED)
     if really_complete:
         return ()
     why = _why_incomplete(session, counted)
@@ -301,6 +309,19 @@ def _check_record(record, where: str) -> None:
         if value is not None and not _of_type(value, types):
             expected = " or ".join(_JSON_NAMES[t] for t in types)
             raise RunFileError(f"{where} ({record['case']}): {name} = {_short(value)} is not {expected}", _RERUN)
+
+
+def _check_case_id(record: Mapping, where: str) -> None:
+    """The record's ``case`` id must be the id of its identity fields (the plugin writes both from one
+    :class:`~ptqcore.case.Case`): compare matches cases by the fields and labels them by the id."""
+    try:
+        expected = Case.from_fields(record).id
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFileError(f"{where} ({record['case']}): its identity fields name no case ({error_line(err)})",
+                           _DAMAGED) from None
+    if expected != record["case"]:
+        raise RunFileError(f"{where}: case {record['case']} does not match its fields (they name {expected})",
+                           _DAMAGED)
 
 
 _JSON_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true/false", list: "a list", dict: "an object"}
