@@ -221,3 +221,51 @@ def test_two_suite_runs_started_together_on_one_empty_cache_train_the_base_once(
     assert sum(out.count("training tiny_cnn: epoch") for out in outputs) == 1
     hashes = {line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("sha256 ")}
     assert len(hashes) == 1 and len(list((cache / "base").glob("*/model.pt"))) == 1
+
+
+# -- every cached step reads its entry back: one that verifies but does not load is built again ------
+def _replant(path, payload: bytes) -> None:
+    """Replace the entry's file with ``payload`` and make its manifest verify (size and SHA-256),
+    as a changed library version writing the same key would."""
+    import hashlib
+
+    path.write_bytes(payload)
+    manifest = path.parent / "manifest.json"
+    document = json.loads(manifest.read_text())
+    document.update(size_bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+    manifest.write_text(json.dumps(document, sort_keys=True))
+
+
+@pytest.mark.parametrize("step, payload", [
+    ("statistics", "npz of other arrays"),
+    ("calibration", b'{"CLS": "TensorsData", "data": {}}'),
+    ("prepared", b"not an ONNX model"),
+    ("artifact", b"\x08\x07garbage"),
+])
+def test_an_int8_step_entry_that_verifies_but_does_not_load_is_rebuilt_with_one_line(tiny_cache, tiny_settings, step,
+                                                                                     payload):
+    import io
+
+    import numpy as np
+
+    from ptqcore.case import Case, Precision
+    from ptqcore.suite import Suite, SuiteOptions
+
+    case = Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "entropy")
+    options = SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, **tiny_settings)
+    first = Suite(options)
+    first.artifact(case)
+    names = {"statistics": "statistics.npz", "calibration": "ranges.json", "prepared": "prepared.onnx",
+             "artifact": "model.onnx"}
+    (planted,) = (tiny_cache / step).glob(f"*/{names[step]}")
+    if payload == "npz of other arrays":
+        buffer = io.BytesIO()
+        np.savez(buffer, names=np.array(["x"]), other=np.zeros(3))
+        payload = buffer.getvalue()
+    _replant(planted, payload)
+    messages = []
+    again = Suite(options, report=messages.append)
+    top1 = again.quality(case)["top1"]  # reads every step back: no KeyError, no DecodeError
+    assert 0.5 < top1 <= 1.0
+    discarded = [m for m in messages if m.startswith("discarding cache entry") and "verified but did not load" in m]
+    assert len(discarded) == 1 and f"/{step}/" in discarded[0] and "\n" not in discarded[0], messages

@@ -20,6 +20,7 @@ from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs
 from .backends.onnxruntime import OrtRunner
 from .case import Case
+from .pipeline import readable
 from .store import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,10 +40,11 @@ def reference_file(suite: "Suite", case: Case) -> Path:
               "onnxruntime": onnxruntime.__version__}
     if int8.float_nodes:
         inputs["float_nodes"] = list(int8.float_nodes)
-    return suite.store.get_or_build(
-        "reference", inputs, "reference.onnx", lambda path: backend.int8_reference_onnx(case, int8, path),
+    entry, _ = suite.store.load_or_build(
+        "reference", inputs, "reference.onnx", lambda path: backend.int8_reference_onnx(case, int8, path), readable,
         f"{case.backend} INT8 reference model of {case.model}",
-    ).path
+    )
+    return entry.path
 
 
 def reference_predictions(suite: "Suite", case: Case) -> Predictions:

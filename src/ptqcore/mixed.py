@@ -160,8 +160,22 @@ def _cached_search(suite: "Suite", case: Case) -> dict:
             "evaluations": [{"float_layers": n, "drop_pp": drops[n]} for n in sorted(drops)],
         }, sort_keys=True))
 
-    entry = suite.store.get_or_build("mixed", inputs, "mixed.json", build, f"float layers of {case.id}")
-    return json.loads(entry.path.read_text())
+    _, found = suite.store.load_or_build("mixed", inputs, "mixed.json", build, _read_search,
+                                         f"float layers of {case.id}")
+    return found
+
+
+#: What a search result holds (:func:`_cached_search` writes them all).
+_SEARCH_KEYS = ("float_layers", "drop_pp", "reached", "limit_pp", "ranked_layers", "search_s", "evaluations")
+
+
+def _read_search(path: Path) -> dict:
+    """A cached search result; raises KeyError for one that lacks a field (then it is built again)."""
+    found = json.loads(path.read_text())
+    missing = [key for key in _SEARCH_KEYS if key not in found]
+    if missing:
+        raise KeyError(f"{path.name} lacks {', '.join(missing)}")
+    return found
 
 
 def float_nodes(suite: "Suite", case: Case) -> tuple:

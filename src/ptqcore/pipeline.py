@@ -32,13 +32,14 @@ from typing import Callable, ContextManager, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .backends import Backend, Int8Inputs
-from .calibration import NUM_BINS, RANGES_VERSION
+from .calibration import NUM_BINS, RANGES_VERSION, load_statistics
 from .case import Case
 from .quantize import (
     QuantRecipe,
     graph_outputs,
     prepared_onnx_from_onnx,
     ranges_from_statistics_file,
+    read_ranges,
     statistics_from_onnx,
 )
 from .store import ArtifactStore, Entry
@@ -76,10 +77,12 @@ class Steps:
         return self.store is not None
 
     def run(self, kind: str, inputs: Callable[[], Mapping], filename: str, build: Callable[[Path], object],
-            label: str, memo: Optional[tuple]) -> Output:
+            label: str, memo: Optional[tuple], check: Optional[Callable[[Path], object]] = None) -> Output:
         """``build(path)`` writes the step's file. Cached: the store entry of ``(kind, inputs())``,
-        made once per session under ``memo`` (None: the caller memoizes); scratch: built into the
-        folder, ``inputs`` never called."""
+        made once per session under ``memo`` (None: the caller memoizes), read back with ``check``
+        (default :func:`readable`) so that an entry which verifies but does not load is discarded
+        and built again (:meth:`~ptqcore.store.ArtifactStore.load_or_build`); scratch: built into
+        the folder, ``inputs`` never called."""
         if self.scratch is not None:
             folder = self.scratch / kind  # one folder per step, as in the store: names never collide
             folder.mkdir(exist_ok=True)
@@ -88,10 +91,29 @@ class Steps:
         store = self.store
 
         def make() -> Output:
-            entry = store.get_or_build(kind, inputs(), filename, build, label)
+            entry, _ = store.load_or_build(kind, inputs(), filename, build, check or readable, label)
             return Output(entry.path, entry)
 
         return make() if memo is None else self._once((kind,) + memo, make)
+
+
+def readable(path: Path) -> None:
+    """Raise unless the step file at ``path`` reads back as what its name says: an ONNX model
+    (parsed, external data not loaded), the statistics (``.npz``), the ranges (``ranges.json``) or
+    JSON. Other files (TensorRT engines) are taken as they verified."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        onnx.load(str(path), load_external_data=False)
+    elif path.suffix == ".npz":
+        load_statistics(path)
+    elif path.name == "ranges.json":
+        read_ranges(path)
+    elif path.suffix == ".json":
+        json.loads(path.read_text())
 
 
 def _no_phase(name: str) -> ContextManager:

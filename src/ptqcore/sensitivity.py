@@ -330,11 +330,25 @@ def sensitivity(suite: "Suite", case: Case) -> dict:
             ranking = compute_sensitivity(prepared, qdq, batches, suite.threads, rebuild)
             path.write_text(json.dumps(ranking, sort_keys=True))
 
-        entry = suite.store.get_or_build("sensitivity", inputs, "sensitivity.json", build,
-                                         f"per-layer sensitivity of {case.id}")
-        return json.loads(entry.path.read_text())
+        _, ranking = suite.store.load_or_build("sensitivity", inputs, "sensitivity.json", build, read_ranking,
+                                               f"per-layer sensitivity of {case.id}")
+        return ranking
 
     return suite._once(("sensitivity", case.id), make)
+
+
+def read_ranking(path: Path) -> dict:
+    """A cached ranking (:func:`compute_sensitivity`'s); raises KeyError or TypeError for one that
+    is not (then it is built again)."""
+    import json
+
+    ranking = json.loads(Path(path).read_text())
+    missing = [key for key in ("layers", "total_macs", "macs_by_node") if key not in ranking]
+    if missing:
+        raise KeyError(f"{Path(path).name} lacks {', '.join(missing)}")
+    if not all(isinstance(item, dict) and "node" in item and "op" in item for item in ranking["layers"]):
+        raise TypeError(f"{Path(path).name} holds layers without node and op")
+    return ranking
 
 
 def record_sensitivity(suite: "Suite", case: Case) -> List[dict]:

@@ -19,7 +19,9 @@ times).
 * Loaded: an entry can verify and still fail to load (written by a library that changed since).
   :meth:`ArtifactStore.load_or_build` loads it and, when a *reused* entry fails to load, discards
   it and builds it once more; :meth:`ArtifactStore.discard` does the discarding for callers that
-  load on their own.
+  load on their own. Every entry of the suite is read through ``load_or_build`` (the pipeline's
+  steps with :func:`ptqcore.pipeline.readable`, the reference models, the sensitivity rankings and
+  the int8-mixed searches with their own readers), never taken as it verified.
 """
 
 from __future__ import annotations
