@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .compare import IMPROVEMENT, MISSING, REGRESSION, SAME, Comparison, Row
+from .markup import md_cell, md_code, md_text
 from .thresholds import CompareLimits
 
 COLUMNS = ("case", "metric", "baseline", "candidate", "change", "verdict", "note")
@@ -115,20 +116,23 @@ def render_text(comparison: Comparison) -> str:
 def _markdown_table(rows: Sequence[Row]) -> List[str]:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        cells = [cell.replace("|", "\\|") or " " for cell in row_cells(row, MARKDOWN_VERDICTS)]
+        cells = [md_cell(cell) for cell in row_cells(row, TEXT_VERDICTS)]
+        cells[COLUMNS.index("verdict")] = MARKDOWN_VERDICTS[row.verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def render_markdown(comparison: Comparison) -> str:
-    """The comparison as Markdown for a CI job summary (``$GITHUB_STEP_SUMMARY``)."""
-    out = [f"### ptqcore compare: `{Path(comparison.candidate).name}` against `{Path(comparison.baseline).name}`", ""]
-    out.append(f"**{verdict_line(comparison)}**")
+    """The comparison as Markdown for a CI job summary (``$GITHUB_STEP_SUMMARY``); all text from the
+    runs (names, problems, notes, environment values) escaped by :mod:`ptqcore.markup`."""
+    candidate, baseline = md_code(Path(comparison.candidate).name), md_code(Path(comparison.baseline).name)
+    out = [f"### ptqcore compare: {candidate} against {baseline}", ""]
+    out.append(f"**{md_text(verdict_line(comparison))}**")
     out.append("")
-    out.append(f"Limits: {describe_limits(comparison.limits)}.")
+    out.append(f"Limits: {md_text(describe_limits(comparison.limits))}.")
     for title, items in case_lists(comparison):
         out += ["", f"**{title[0].upper() + title[1:]}**", ""]
-        out.extend(f"- `{name}`: {detail}" if detail else f"- `{name}`" for name, detail in items)
+        out.extend(f"- {md_code(name)}: {md_text(detail)}" if detail else f"- {md_code(name)}" for name, detail in items)
     changed = [row for row in comparison.rows if row.verdict != SAME]
     out += ["", "**Changed metrics**" if changed else "No metric changed beyond its limit.", ""]
     if changed:

@@ -7,9 +7,11 @@ figures by relative paths (``figures/NAME.png``), so it works opened from disk.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import List, Sequence, Union
+from urllib.parse import quote
+
+from ..markup import html_text, md_cell, md_text
 
 
 @dataclass(frozen=True)
@@ -75,31 +77,31 @@ def render_html(title: str, blocks: Sequence[Block]) -> str:
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
+        f"<title>{html_text(title)}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
+        f"<h1>{html_text(title)}</h1>",
     ]
     for block in blocks:
         if isinstance(block, Heading):
-            out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+            out.append(f"<h{block.level}>{html_text(block.text)}</h{block.level}>")
         elif isinstance(block, Text):
-            out.append(f'<p{" class=note" if block.note else ""}>{html.escape(block.text)}</p>')
+            out.append(f'<p{" class=note" if block.note else ""}>{html_text(block.text)}</p>')
         elif isinstance(block, Items):
-            out.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
+            out.append("<ul>" + "".join(f"<li>{html_text(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
-            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block.headers))
+            out.append("<table><thead><tr>" + "".join(f"<th>{html_text(h)}</th>" for h in block.headers))
             out.append("</tr></thead><tbody>")
             classes = list(block.classes) + [""] * (len(block.rows) - len(block.classes))
             for row, css in zip(block.rows, classes):
                 cells = "".join(
-                    f'<td{" class=text" if _is_text(cell) else ""}>{html.escape(cell)}</td>' for cell in row
+                    f'<td{" class=text" if _is_text(cell) else ""}>{html_text(cell)}</td>' for cell in row
                 )
                 out.append(f'<tr{f" class={css}" if css else ""}>{cells}</tr>')
             out.append("</tbody></table>")
         elif isinstance(block, Figure):
             out.append(
-                f'<figure><a href="{html.escape(block.path)}"><img src="{html.escape(block.path)}"'
-                f' alt="{html.escape(block.caption)}"></a><figcaption>{html.escape(block.caption)}</figcaption></figure>'
+                f'<figure><a href="{html_text(block.path)}"><img src="{html_text(block.path)}"'
+                f' alt="{html_text(block.caption)}"></a><figcaption>{html_text(block.caption)}</figcaption></figure>'
             )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -110,29 +112,23 @@ def _is_text(cell: str) -> bool:
 
 
 def render_markdown(title: str, blocks: Sequence[Block]) -> str:
-    """The same blocks as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``). Text from the
-    runs is HTML-escaped: GitHub renders inline HTML in Markdown, and names come from user files."""
+    """The same blocks as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``). All text is
+    escaped with :func:`ptqcore.markup.md_text`: names and problems come from user files and run
+    files, and GitHub renders inline HTML and Markdown."""
     out: List[str] = [f"# {title}", ""]
     for block in blocks:
         if isinstance(block, Heading):
-            out += [f"{'#' * block.level} {_md_text(block.text)}", ""]
+            out += [f"{'#' * block.level} {md_text(block.text)}", ""]
         elif isinstance(block, Text):
-            out += [f"> {_md_text(block.text)}" if block.note else _md_text(block.text), ""]
+            out += [f"> {md_text(block.text)}" if block.note else md_text(block.text), ""]
         elif isinstance(block, Items):
-            out += [f"- {_md_text(item)}" for item in block.items] + [""]
+            out += [f"- {md_text(item)}" for item in block.items] + [""]
         elif isinstance(block, Table):
-            out.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
+            out.append("| " + " | ".join(md_cell(h) for h in block.headers) + " |")
             out.append("|" + "---|" * len(block.headers))
-            out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in block.rows]
+            out += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in block.rows]
             out.append("")
         elif isinstance(block, Figure):
-            out += [f"![{block.caption}]({block.path})", "", f"*{block.caption}*", ""]
+            caption = md_text(block.caption)
+            out += [f"![{caption}]({quote(block.path)})", "", f"*{caption}*", ""]
     return "\n".join(out)
-
-
-def _md_text(text: str) -> str:
-    return html.escape(str(text), quote=False)
-
-
-def _md_cell(text: str) -> str:
-    return _md_text(text).replace("|", "\\|").replace("\n", " ") or " "
