@@ -232,7 +232,7 @@ EMULATED = Path(__file__).resolve().parent / "emulated_int8.py"
                     " so the emulated AVX2 CPU (EPYC-Milan, no VNNI) is not available")
 def test_tiny_int8_on_an_emulated_avx2_cpu_auto_picks_reduce_range_and_its_kernels_match(tiny_cache, tiny_settings,
                                                                                         tmp_path):
-    """Host: the trained tiny model's prepared ONNX, ranges and 120 evaluation images. Under
+    """Host: the trained tiny model's prepared ONNX, ranges and its evaluation images. Under
     ``qemu-x86_64 -cpu EPYC-Milan`` (AVX2, no VNNI; /proc/cpuinfo still the host's): the self-test,
     auto's choice (also with a VNNI host's flags, as qemu would show them there), and the top-1 of
     the optimized kernels vs the fake-quant reference for auto's layout; and plain u8s8's kernels,
@@ -258,7 +258,7 @@ def test_tiny_int8_on_an_emulated_avx2_cpu_auto_picks_reduce_range_and_its_kerne
     assert done.returncode == 0, f"the emulated run failed (exit {done.returncode}): {' | '.join(stderr[-5:])}"
     result = json.loads(out.read_text())
     probe = result["probe"]
-    assert probe["error"] is None and result["images"] == 120
+    assert probe["error"] is None and result["images"] == tiny_settings["eval_size"]
     assert not probe["layouts"]["u8s8"]["passed"] and probe["layouts"]["u8s8-reduce-range"]["passed"], probe
     assert result["auto"] == "u8s8-reduce-range" and result["auto_with_vnni_host_flags"] == "u8s8-reduce-range"
     assert result["vnni_host_probe"]["flags_agree"] is False
