@@ -33,8 +33,8 @@ def check_writable(path: Path, option: str) -> None:
     """A one-line usage error now, rather than a run whose results are lost at its very end."""
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise pytest.UsageError(f"{option} {path} is a directory: give a file name, e.g. {path / 'run.json'}")
+        raise pytest.UsageError(f"{option} {path} is a directory; fix: give a file name, e.g. {path / 'run.json'}")
     if not folder.is_dir():
-        raise pytest.UsageError(f"{option} {path}: folder {folder} does not exist: create it or choose another path")
+        raise pytest.UsageError(f"{option} {path}: folder {folder} does not exist; fix: create it or choose another path")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise pytest.UsageError(f"{option} {path} is not writable: choose a path you can write to")
+        raise pytest.UsageError(f"{option} {path} is not writable; fix: choose a path you can write to")

@@ -277,6 +277,42 @@ def _valid_names_hint() -> str:
     )
 
 
+def _dims(value_info) -> Tuple[object, ...]:
+    """An ONNX tensor's shape: ints where fixed, the symbol (or "?") where not."""
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                 for d in value_info.type.tensor_type.shape.dim)
+
+
+def check_onnx_input(spec: ModelSpec, model, size: int) -> None:
+    """:class:`UsageError` naming the model's input shape and the options that would fit, when the
+    ONNX ``model`` (a loaded ``ModelProto`` of ``spec``'s file) cannot take what the run feeds it:
+    batches of several sizes (evaluation, calibration, ``--ptq-batch-sizes``) of ``size`` x ``size``
+    RGB images, NCHW. A symbolic dimension takes anything; a fixed one must match."""
+    initializers = {t.name for t in model.graph.initializer}
+    tensor = next(i for i in model.graph.input if i.name not in initializers)
+    dims = _dims(tensor)
+    shape = "x".join(map(str, dims))
+    where = f"model {spec.name} ({spec.path}) takes input {tensor.name!r} of shape {shape}"
+    if len(dims) != 4:
+        raise UsageError(f"{where}, not a 4-D NCHW image batch", "give a classifier that takes one NCHW float input")
+    batch, channels, height, width = dims
+    if isinstance(channels, int) and channels != 3:
+        raise UsageError(f"{where}: {channels} channel(s), but the suite feeds RGB images (3 channels)",
+                         "give a model with 3 input channels (for a gray model, repeat the channel in its first layer)")
+    fixed = [d for d in (height, width) if isinstance(d, int)]
+    if fixed and (len(set(fixed)) > 1 or (isinstance(height, int) and isinstance(width, int) and height != width)):
+        raise UsageError(f"{where}: a {height}x{width} input, but the suite feeds square images",
+                         "give a model with a square (or dynamic) input")
+    if fixed and fixed[0] != size:
+        raise UsageError(f"{where}, but the run feeds {size}x{size} images",
+                         f"add --ptq-model-input-size {fixed[0]}")
+    if isinstance(batch, int):
+        raise UsageError(f"{where}: a fixed batch of {batch}, but the suite feeds batches of several sizes"
+                         " (evaluation, calibration, --ptq-batch-sizes)",
+                         f"export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={{'{tensor.name}':"
+                         " {0: 'batch'}}))")
+
+
 def file_output_width(spec: ModelSpec, size: int) -> int:
     """How many classes a user's model file predicts: from an ONNX file's output shape, else from one
     run on zeros. :class:`UsageError` when its output is not 2-D ``(N, classes)`` logits or it does
@@ -294,11 +330,20 @@ def file_output_width(spec: ModelSpec, size: int) -> int:
     except PtqError:
         raise
     except Exception as err:  # noqa: BLE001 - torch.jit and onnxruntime raise many kinds for a model that does not run
-        raise UsageError(f"model {spec.name} does not run on a {size}x{size} RGB input ({error_line(err)})",
+        raise UsageError(f"model {spec.name} does not run on a {size}x{size} RGB input ({_reason(err)})",
                          "check --ptq-model-input-size, or give a classifier that takes one NCHW float input") from None
     if getattr(logits, "ndim", None) != 2:
         raise UsageError(f"model {spec.name} does not return 2-D logits", "give a classifier with (N, classes) logits")
     return int(logits.shape[1])
+
+
+def _reason(err: BaseException) -> str:
+    """:func:`~ptqcore.errors.error_line` of ``err``, but of a TorchScript interpreter error only its
+    last line (the error itself; the lines above are the scripted code's traceback)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and any("Traceback of TorchScript" in line for line in lines):
+        return lines[-1]
+    return error_line(err)
 
 
 def _run_on_zeros(spec: ModelSpec, size: int):

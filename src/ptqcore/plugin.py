@@ -96,7 +96,7 @@ def pytest_configure(config) -> None:
         try:
             json_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise pytest.UsageError(f"--ptq-json-dir {json_dir} cannot be created ({err.strerror}): choose another folder") from None
+            raise pytest.UsageError(f"--ptq-json-dir {json_dir} cannot be created ({err.strerror}); fix: choose another folder") from None
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         target = json_dir / f"{stamp}-{socket.gethostname()}.json"
         check_writable(target, "--ptq-json-dir")
@@ -113,7 +113,7 @@ def pytest_configure(config) -> None:
         options = options_from_config(config)
         thresholds = load_thresholds(config.getoption("ptq_thresholds"))
         suite = Suite(options, thresholds, _terminal_report(config))
-        suite.check_model_files()
+        suite.check_inputs()
         for warning in check_names(thresholds, set(suite.specs), ALL_BACKEND_NAMES, DATASETS):
             _terminal_report(config)(f"warning: {warning}")
     except PtqError as err:
@@ -234,8 +234,11 @@ class SessionEnd:
 
 
 def _case_of(item) -> Optional[Case]:
+    """The item's case; None for a test without one, and for pytest's placeholder of an empty
+    parameter set (a ``base`` test when every model is an ONNX file)."""
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("case") if callspec is not None else None
+    case = callspec.params.get("case") if callspec is not None else None
+    return case if isinstance(case, Case) else None
 
 
 @pytest.hookimpl(hookwrapper=True)

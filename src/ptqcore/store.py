@@ -9,7 +9,11 @@ times).
 
 * Atomic: ``build`` writes into a private temporary folder that is renamed into place only when
   it returned and the manifest is written; an interrupted build leaves no entry behind (its
-  temporary folder is removed, or pruned by a later run if the process was killed).
+  temporary folder is removed, or pruned by a later run if the process was killed). A build that
+  fails on a full disk raises one :class:`~ptqcore.errors.PtqError` line ("no space left on
+  device: FOLDER (N MB free ...)"), whatever the writer said, and leaves nothing behind either.
+* Writable: :meth:`ArtifactStore.check_writable` refuses, before any work, a folder that cannot be
+  created or written (a read-only mount, no permission).
 * Verified: a hit is used only if its manifest is a JSON object whose ``kind``, ``key`` and
   ``file`` name this very entry and whose ``size_bytes`` and ``sha256`` match the file; anything
   else is reported (with the reason), removed and built again.
@@ -27,6 +31,7 @@ times).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Tuple, TypeVar
 
-from .errors import error_line
+from .errors import PtqError, UsageError, error_line
 
 try:  # pragma: no cover - which branch runs depends on the platform
     import fcntl
@@ -45,6 +50,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 MANIFEST = "manifest.json"
+#: What a failed build writes to tell a full disk from other failures (C++ writers such as torch.save
+#: and ONNX's serializer say "basic_ios::clear: iostream error", not ENOSPC).
+DISK_PROBE_BYTES = 1 << 20
 STALE_TEMP_SECONDS = 24 * 3600
 #: Without fcntl, a lock file older than this is taken to be left by a killed process.
 STALE_LOCK_SECONDS = 6 * 3600
@@ -122,6 +130,26 @@ class ArtifactStore:
     def __init__(self, root: Path, report: Optional[Callable[[str], None]] = None) -> None:
         self.root = Path(root).expanduser()
         self.report = report or (lambda message: None)
+
+    def check_writable(self) -> None:
+        """:class:`~ptqcore.errors.UsageError` now (before any work) when the store's folder cannot be
+        created or written: a missing parent that cannot be made, a read-only mount, no permission."""
+        where = f"--ptq-cache-dir {self.root}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"{where} cannot be created ({err.strerror or error_line(err)})",
+                             "point --ptq-cache-dir (or $PTQCORE_CACHE_DIR) at a folder you can write to") from None
+        probe = self.root / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(probe, "xb") as handle:
+                handle.write(b"ptqcore")
+        except OSError as err:
+            raise UsageError(f"{where} is not writable ({err.strerror or error_line(err)})",
+                             "point --ptq-cache-dir (or $PTQCORE_CACHE_DIR) at a folder you can write to") from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
     def get_or_build(
         self,
@@ -218,7 +246,12 @@ class ArtifactStore:
         parent = self.root / kind
         self._prune_stale_temps(parent)
         temp = parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        temp.mkdir()
+        try:
+            temp.mkdir()
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise _no_space(parent, 0) from None
+            raise
         try:
             started = time.perf_counter()
             build(temp / filename)
@@ -240,6 +273,10 @@ class ArtifactStore:
             os.rename(temp, final)  # the lock is held and the old entry removed: nothing is in the way
             self.report(f"built {label} in {manifest['build_seconds']:.1f} s ({final / filename})")
             return Entry(final / filename, key, manifest["sha256"], manifest["size_bytes"], reused=False)
+        except Exception as err:
+            if _disk_is_full(err, temp):
+                raise _no_space(parent, _bytes_under(temp)) from None
+            raise
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
@@ -277,6 +314,46 @@ class ArtifactStore:
                     shutil.rmtree(temp, ignore_errors=True)
             except OSError:
                 pass
+
+
+def _disk_is_full(err: BaseException, temp: Path) -> bool:
+    """Whether a build failed because the disk under ``temp`` is full: ENOSPC said outright, or
+    (for writers that hide it) a :data:`DISK_PROBE_BYTES` write into ``temp`` failing with ENOSPC."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    try:
+        with open(temp / ".disk-probe", "wb") as handle:
+            handle.write(b"\0" * DISK_PROBE_BYTES)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as probe_err:
+        return probe_err.errno == errno.ENOSPC
+    finally:
+        with contextlib.suppress(OSError):
+            (temp / ".disk-probe").unlink()
+    return False
+
+
+def _bytes_under(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (what a failed build had written), 0 where unreadable."""
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
+def _no_space(folder: Path, written: int) -> PtqError:
+    """The one-line error of a full disk under ``folder``: what is free, what the build had written."""
+    try:
+        free_mb = shutil.disk_usage(folder).free / 1e6
+    except OSError:
+        free_mb = float("nan")
+    need_mb = max(1, int(written / 1e6 + 1))
+    wrote = f"; the build had written {written / 1e6:.1f} MB when it stopped" if written else ""
+    return PtqError(f"no space left on device: {folder} ({free_mb:.1f} MB free{wrote}; nothing of it was kept)",
+                    f"free at least {need_mb} MB there or point --ptq-cache-dir elsewhere")
 
 
 @contextlib.contextmanager

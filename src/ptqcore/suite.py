@@ -35,6 +35,7 @@ from .models import (
     get_model_spec,
     file_model_names,
     resolve_model_names,
+    check_onnx_input,
     spec_from_file,
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
@@ -45,7 +46,7 @@ from .technique_models import technique_base, technique_base_case, technique_fig
 from .techniques import technique_names
 from .timed_rounds import CompressionRound, WarmUps, compression_figures, run_round
 from .thresholds import Thresholds, default_thresholds
-from .training import make_base_model, recipe_for, replace_head, resolve_weight_mode
+from .training import WEIGHT_MODES, make_base_model, recipe_for, replace_head, resolve_weight_mode
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,23 @@ class Suite:
                                          self.options.file_std, name=name)
         return specs
 
-    def check_model_files(self) -> None:
-        """Load every user model file once, so a broken file is reported before any case runs."""
-        from .training import load_torchscript
+    def check_inputs(self) -> None:
+        """Before any case runs, a :class:`~ptqcore.errors.PtqError` for what would fail every case:
+        a cache folder that cannot be written, a user model file that does not load or whose fixed
+        input does not fit the run, a ``--ptq-weights`` folder that is missing or lacks a model's ``.pt``."""
+        from .training import check_checkpoint, load_torchscript
 
+        self.store.check_writable()
         for spec in self.specs.values():
             if spec.source == "onnx":
-                check_onnx(spec.path)
+                check_onnx_input(spec, check_onnx(spec.path), spec.preprocess.size)
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
+        mode = resolve_weight_mode(self.options.weights, self.options.dataset)
+        if mode not in WEIGHT_MODES:
+            for spec in self.specs.values():
+                if spec.trainable:
+                    check_checkpoint(mode, spec.name)
 
     def check_output_widths(self) -> None:
         """Every model's data set now: a :class:`UsageError` before any work when a model's outputs cannot

@@ -250,9 +250,30 @@ def _train_epochs(model, source, indices, recipe, label, report, trainable, choo
 
 
 def checkpoint_path(directory: str, model_name: str) -> Path:
+    """``directory/<model_name>.pt``; :class:`ModelLoadError` naming the file when it is not there."""
     path = Path(directory).expanduser() / f"{model_name}.pt"
     if not path.is_file():
-        raise ModelLoadError(f"no checkpoint {path}", f"save the state dict of {model_name} there")
+        raise ModelLoadError(f"--ptq-weights {directory} has no {path.name} for model {model_name} ({path} is missing)",
+                             f"save it there with torch.save(model.state_dict(), '{path}'), or leave {model_name}"
+                             " out of --ptq-models, or use --ptq-weights train")
+    return path
+
+
+def check_checkpoint(directory: str, model_name: str) -> Path:
+    """:func:`checkpoint_path`, loaded once (``weights_only``): :class:`ModelLoadError` now, before any
+    work, when it is missing or is not a state dict. Whether it fits the architecture is known only
+    when the base model is built (:func:`load_state_dict_file`)."""
+    import torch
+
+    path = checkpoint_path(directory, model_name)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, pickle errors, zip errors...
+        raise ModelLoadError(f"--ptq-weights: {path} does not load as a state dict ({error_line(err)})",
+                             "save it with torch.save(model.state_dict(), path)") from None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ModelLoadError(f"--ptq-weights: {path} holds a {type(state).__name__}, not a state dict of tensors",
+                             "save it with torch.save(model.state_dict(), path), not the model itself")
     return path
 
 
