@@ -179,6 +179,21 @@ def test_a_bad_suite_input_stops_the_run_at_once_with_one_line(pytester, tmp_pat
     assert ": error: argument --" in line or "; fix: " in line, line
 
 
+def test_a_run_of_onnx_files_only_collects_and_runs(pytester, tmp_path):
+    """Every model an ONNX file: the ``base`` tests get pytest's placeholder of an empty parameter
+    set, which once crashed collection (INTERNALERROR in ptqcore's modifyitems hook)."""
+    for name in ("conftest.py", "test_compression.py", "test_thresholds.py"):
+        shutil.copy(BENCHMARK.parent / name, pytester.path / name)
+    model = onnx_classifier(tmp_path / "net.onnx", ["N", 3, 32, 32])
+    result = pytester.runpytest_subprocess(*QUICK, "--ptq-models", str(model), "--ptq-model-input-size", "32",
+                                           "--ptq-cache-dir", str(tmp_path / "cache"), "--ptq-compress-rounds", "1",
+                                           "--ptq-compress-warmup", "0", "-rs", timeout=300)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.OK and "INTERNALERROR" not in output, output[-3000:]
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 2 and not outcomes.get("failed") and not outcomes.get("errors"), outcomes
+
+
 # -- the ptqcore command on bad run files ------------------------------------------------------------
 def records_disagree(document: dict) -> dict:
     """The first record's top-1 changed in the ptqcore copy only."""
