@@ -7,7 +7,7 @@ failure message names the limit and where it came from.
 
 import pytest
 
-from ptqcore.cpu_isa import kernel_drop_hint
+from ptqcore.kernel_probe import kernel_drop_hint
 from ptqcore.kernel_probe import probe_this_cpu
 from ptqcore.sensitivity import drop_message_tail
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from ptqcore.accuracy import drop_pp, predict
 from ptqcore.backends.onnxruntime import OrtRunner
-from ptqcore.cpu_isa import detect_cpu_isa, isa_from_flags, resolve_recipe
-from ptqcore.kernel_probe import probe_record, probe_this_cpu
+from ptqcore.cpu_isa import detect_cpu_isa, isa_from_flags
+from ptqcore.kernel_probe import probe_record, probe_this_cpu, resolve_recipe
 from ptqcore.quantize import QuantRecipe, qdq_onnx_from_onnx
 
 #: What /proc/cpuinfo shows under qemu on an Ice Lake (or Zen 4) host: VNNI the emulated CPU lacks.

@@ -15,10 +15,9 @@ from ptqcore.cpu_isa import (
     _proc_cpuinfo_flags,
     detect_cpu_isa,
     isa_from_flags,
-    kernel_drop_hint,
     recipe_for_isa,
-    resolve_recipe,
 )
+from ptqcore.kernel_probe import kernel_drop_hint, resolve_recipe
 from ptqcore.quantize import QuantRecipe
 
 COMMON_X86 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2"

@@ -26,11 +26,11 @@ from ptqcore.cpu_isa import (
     INT8_RECIPES,
     detect_cpu_isa,
     isa_from_flags,
-    kernel_drop_hint,
     recipe_for_isa,
-    resolve_recipe,
 )
 from ptqcore.kernel_probe import (
+    kernel_drop_hint,
+    resolve_recipe,
     FASTEST_FIRST,
     TOLERANCE,
     ProbeResult,

@@ -12,7 +12,8 @@ import pytest
 from onnx import numpy_helper
 
 from ptqcore.case import Case, Precision
-from ptqcore.cpu_isa import detect_cpu_isa, resolve_recipe
+from ptqcore.cpu_isa import detect_cpu_isa
+from ptqcore.kernel_probe import resolve_recipe
 from ptqcore.errors import ModelLoadError
 from ptqcore.suite import Suite, SuiteOptions
 from tiny_model import TINY_SETTINGS

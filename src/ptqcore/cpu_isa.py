@@ -14,8 +14,9 @@ ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantiza
 On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured: README, "INT8 on different CPUs"), so it
 stays the x86 choice there. :func:`recipe_for_isa` is a pure function of the detected flags so
 that every CPU family is unit-tested on recorded flag sets. The flags can be wrong about the CPU
-the kernels run on (qemu shows the host's): ``auto`` (:func:`resolve_recipe`) also asks the
-kernels, through the self-test of :mod:`ptqcore.kernel_probe`.
+the kernels run on (qemu shows the host's): ``auto`` (:func:`ptqcore.kernel_probe.resolve_recipe`)
+also asks the kernels, through the self-test of :mod:`ptqcore.kernel_probe`, which sits above this
+module (it imports from here, never the other way).
 """
 
 from __future__ import annotations
@@ -24,10 +25,7 @@ import functools
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, FrozenSet, Iterable, Optional
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .kernel_probe import ProbeResult
+from typing import FrozenSet, Iterable
 
 #: x86 flags (as /proc/cpuinfo spells them) that give ONNX Runtime saturation-free INT8 dot products.
 X86_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -96,21 +94,6 @@ def recipe_for_isa(isa: CpuIsa) -> str:
     return "u8s8-reduce-range"
 
 
-def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional[ProbeResult] = None) -> str:
-    """``choice`` itself, or for ``auto`` the layout :func:`ptqcore.kernel_probe.choose_layout` picks
-    from ``isa``'s flags and the kernel self-test ``probe``. Without ``isa``: this CPU, flags and
-    self-test (run once per process); with ``isa`` and no ``probe``: the flags alone (:func:`recipe_for_isa`)."""
-    if choice not in INT8_RECIPE_CHOICES:
-        raise ValueError(f"INT8 recipe must be one of {', '.join(INT8_RECIPE_CHOICES)}, got {choice!r}")
-    if choice != "auto":
-        return choice
-    from .kernel_probe import choose_layout, probe_this_cpu
-
-    if isa is None:
-        isa, probe = detect_cpu_isa(), probe or probe_this_cpu()
-    return choose_layout(isa, probe.errors if probe is not None else None)
-
-
 def _proc_cpuinfo_flags(text: str) -> FrozenSet[str]:
     """Flags of the first processor in /proc/cpuinfo text (x86 ``flags``, ARM ``Features``)."""
     for line in text.splitlines():
@@ -138,33 +121,6 @@ def detect_cpu_isa() -> CpuIsa:
     except Exception:  # py-cpuinfo probes the CPU in many ways; any failure just means "no flags"
         flags = frozenset()
     return isa_from_flags(arch, flags, "py-cpuinfo" if flags else "none")
-
-
-def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional[ProbeResult] = None) -> str:
-    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix:
-    from the kernel self-test ``probe`` of this CPU where it has a result for ``layout``, else the flags."""
-    if backend == "onnxruntime" and probe is not None and layout in probe.errors:
-        from .kernel_probe import TOLERANCE, choose_layout
-
-        error, auto = probe.errors[layout], choose_layout(isa, probe.errors)
-        if not error <= TOLERANCE:
-            kind = ("U8S8" if layout == "u8s8" else f"the {layout} kernels") + (
-                " saturating" if isa.family == "x86" else " off")
-            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if probe.errors.get(auto, 1.0) <= TOLERANCE
-                   else "no layout passes it here: compare them with --ptq-int8-layouts")
-            return (f"the kernel self-test shows {kind} on this CPU (relative error {error:.1%} against the"
-                    f" fake-quant reference; flags {isa.name}): {fix}")
-        return (f"the kernel self-test finds ONNX Runtime's {layout} kernels exact on this CPU ({isa.name}, error"
-                f" {error:.1%}), so the drop comes from an op it does not cover: try another --ptq-int8-recipe"
-                " and compare agreement_reference")
-    if backend == "onnxruntime" and isa.family == "x86" and not isa.has_int8_dot and "reduce-range" not in layout:
-        return (f"likely U8S8 saturation on a CPU without VNNI ({isa.name}): use --ptq-int8-recipe"
-                " u8s8-reduce-range (what auto picks on this CPU)")
-    if backend == "onnxruntime":
-        return (f"ONNX Runtime's {layout} kernels on {isa.name} compute something other than the Q/DQ graph:"
-                " try another --ptq-int8-recipe and compare agreement_reference")
-    return (f"the {backend} engine computes something other than its Q/DQ graph: look at layers_by_precision"
-            " and reformat_layers in the record")
 
 
 def physical_cores() -> int:

@@ -23,7 +23,9 @@ of onnxruntime not counted). :data:`TOLERANCE` lies between exact and saturated.
 
 :func:`choose_layout` and :func:`flags_agree` are pure functions of (flags, errors) so that the
 decision is unit-tested on recorded results; :func:`probe_this_cpu` runs the self-test once per
-process. onnx and onnxruntime are imported inside the functions that need them.
+process. :func:`resolve_recipe` turns ``--ptq-int8-recipe`` into a layout (``auto``: flags and
+self-test), and :func:`kernel_drop_hint` names the likely cause of an INT8 kernel drop. onnx and
+onnxruntime are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from .cpu_isa import INT8_RECIPES, CpuIsa, recipe_for_isa
+from .cpu_isa import INT8_RECIPE_CHOICES, INT8_RECIPES, CpuIsa, detect_cpu_isa, recipe_for_isa
 
 #: Largest relative error a layout may show and pass. The measured errors are 0.0% for layouts
 #: whose kernels are exact and 14% and more where they saturate; 2% is 7x below the smallest
@@ -243,3 +245,41 @@ def run_probe(layouts: Sequence[str] = INT8_RECIPES) -> ProbeResult:
 def probe_this_cpu() -> ProbeResult:
     """:func:`run_probe` of every layout, once per process (the CPU does not change under it)."""
     return run_probe()
+
+
+def resolve_recipe(choice: str, isa: Optional[CpuIsa] = None, probe: Optional[ProbeResult] = None) -> str:
+    """``choice`` itself, or for ``auto`` the layout :func:`choose_layout` picks
+    from ``isa``'s flags and the kernel self-test ``probe``. Without ``isa``: this CPU, flags and
+    self-test (run once per process); with ``isa`` and no ``probe``: the flags alone (:func:`recipe_for_isa`)."""
+    if choice not in INT8_RECIPE_CHOICES:
+        raise ValueError(f"INT8 recipe must be one of {', '.join(INT8_RECIPE_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    if isa is None:
+        isa, probe = detect_cpu_isa(), probe or probe_this_cpu()
+    return choose_layout(isa, probe.errors if probe is not None else None)
+
+
+def kernel_drop_hint(backend: str, layout: str, isa: CpuIsa, probe: Optional[ProbeResult] = None) -> str:
+    """The likely cause of INT8 kernels losing accuracy against their fake-quant reference, and the fix:
+    from the kernel self-test ``probe`` of this CPU where it has a result for ``layout``, else the flags."""
+    if backend == "onnxruntime" and probe is not None and layout in probe.errors:
+        error, auto = probe.errors[layout], choose_layout(isa, probe.errors)
+        if not error <= TOLERANCE:
+            kind = ("U8S8" if layout == "u8s8" else f"the {layout} kernels") + (
+                " saturating" if isa.family == "x86" else " off")
+            fix = (f"use --ptq-int8-recipe {auto} (what auto picks here)" if probe.errors.get(auto, 1.0) <= TOLERANCE
+                   else "no layout passes it here: compare them with --ptq-int8-layouts")
+            return (f"the kernel self-test shows {kind} on this CPU (relative error {error:.1%} against the"
+                    f" fake-quant reference; flags {isa.name}): {fix}")
+        return (f"the kernel self-test finds ONNX Runtime's {layout} kernels exact on this CPU ({isa.name}, error"
+                f" {error:.1%}), so the drop comes from an op it does not cover: try another --ptq-int8-recipe"
+                " and compare agreement_reference")
+    if backend == "onnxruntime" and isa.family == "x86" and not isa.has_int8_dot and "reduce-range" not in layout:
+        return (f"likely U8S8 saturation on a CPU without VNNI ({isa.name}): use --ptq-int8-recipe"
+                " u8s8-reduce-range (what auto picks on this CPU)")
+    if backend == "onnxruntime":
+        return (f"ONNX Runtime's {layout} kernels on {isa.name} compute something other than the Q/DQ graph:"
+                " try another --ptq-int8-recipe and compare agreement_reference")
+    return (f"the {backend} engine computes something other than its Q/DQ graph: look at layers_by_precision"
+            " and reformat_layers in the record")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import PtqError, UsageError, error_line
+from .errors import ModelLoadError, PtqError, UsageError, error_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -359,7 +359,20 @@ def _run_on_zeros(spec: ModelSpec, size: int):
         return session.run(None, {session.get_inputs()[0].name: feed})[0]
     import torch
 
-    from .training import load_torchscript
-
     with torch.no_grad():
         return load_torchscript(spec.path)(torch.zeros(1, 3, size, size))
+
+
+def load_torchscript(path: Path):
+    """A user's TorchScript classifier, in eval mode; :class:`ModelLoadError` if it does not load."""
+    import torch
+
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as err:  # torch.jit raises RuntimeError or ValueError depending on the damage
+        raise ModelLoadError(
+            f"{path} does not load as TorchScript ({error_line(err)})",
+            "save the model with torch.jit.save(torch.jit.script(model), path) or give an .onnx file",
+        ) from None
+    model.eval()
+    return model

@@ -23,8 +23,8 @@ from .accuracy import Predictions, drop_pp, predict
 from .backends import Int8Inputs, Runner, get_backend
 from .case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision, build_matrix
 from .class_map import dataset_for_model
-from .cpu_isa import detect_cpu_isa, physical_cores, resolve_recipe
-from .kernel_probe import probe_record, probe_this_cpu
+from .cpu_isa import detect_cpu_isa, physical_cores
+from .kernel_probe import probe_record, probe_this_cpu, resolve_recipe
 from .data import DataSet, load_dataset
 from .errors import ModelLoadError
 from .int8_reference import int8_figures, reference_predictions
@@ -36,6 +36,7 @@ from .models import (
     file_model_names,
     resolve_model_names,
     check_onnx_input,
+    load_torchscript,
     spec_from_file,
 )
 from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
@@ -104,7 +105,7 @@ class Suite:
         """Before any case runs, a :class:`~ptqcore.errors.PtqError` for what would fail every case:
         a cache folder that cannot be written, a user model file that does not load or whose fixed
         input does not fit the run, a ``--ptq-weights`` folder that is missing or lacks a model's ``.pt``."""
-        from .training import check_checkpoint, load_torchscript
+        from .training import check_checkpoint
 
         self.store.check_writable()
         for spec in self.specs.values():
@@ -187,7 +188,7 @@ class Suite:
         return self._once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
-        from .training import load_state_dict_file, load_torchscript, save_state_dict
+        from .training import load_state_dict_file, save_state_dict
 
         spec = self.specs[model]
         if spec.source == "onnx":

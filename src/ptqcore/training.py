@@ -298,21 +298,6 @@ def load_state_dict_file(model, path: Path) -> None:
         ) from None
 
 
-def load_torchscript(path: Path):
-    """A user's TorchScript classifier, in eval mode; :class:`ModelLoadError` if it does not load."""
-    import torch
-
-    try:
-        model = torch.jit.load(str(path), map_location="cpu")
-    except Exception as err:  # torch.jit raises RuntimeError or ValueError depending on the damage
-        raise ModelLoadError(
-            f"{path} does not load as TorchScript ({error_line(err)})",
-            "save the model with torch.jit.save(torch.jit.script(model), path) or give an .onnx file",
-        ) from None
-    model.eval()
-    return model
-
-
 def make_base_model(
     spec: ModelSpec,
     num_classes: int,
