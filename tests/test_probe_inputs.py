@@ -35,7 +35,7 @@ from ptqcore.cli import main
 pytest_plugins = ["pytester"]
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "test_compression.py"
-#: A run that gets past configuration trains one epoch on 30 images at most (a probe that fails open).
+#: A run that gets past configuration trains one epoch and evaluates 30 images (a probe that fails open).
 QUICK = ["-p", "ptqcore.plugin", "-p", "no:cacheprovider", "--ptq-models", "tiny", "--ptq-train-epochs", "1",
          "--ptq-eval-size", "30", "--ptq-precisions", "fp32", "--ptq-no-telemetry"]
 
@@ -123,7 +123,7 @@ SUITE_PROBES = [
     ("onnx-not-an-image", lambda d: ["--ptq-models", str(onnx_classifier(d / "flat.onnx", ["N", 64]))],
      ["Nx64", "4-D"]),
     ("onnx-five-classes", lambda d: ["--ptq-models", str(onnx_classifier(d / "five.onnx", ["N", 3, 32, 32], 5)),
-                                     "--ptq-model-input-size", "32"], ["5", "10"]),
+                                     "--ptq-model-input-size", "32"], ["predicts 5 classes", "has 10"]),
     # weight folders
     ("weights-folder-missing", lambda d: ["--ptq-weights", str(d / "none")], ["--ptq-weights", "none"]),
     ("weights-folder-without-pt", lambda d: ["--ptq-weights", str(weights_folder(d / "w"))], ["tiny_cnn.pt"]),

@@ -289,7 +289,10 @@ def check_onnx_input(spec: ModelSpec, model, size: int) -> None:
     batches of several sizes (evaluation, calibration, ``--ptq-batch-sizes``) of ``size`` x ``size``
     RGB images, NCHW. A symbolic dimension takes anything; a fixed one must match."""
     initializers = {t.name for t in model.graph.initializer}
-    tensor = next(i for i in model.graph.input if i.name not in initializers)
+    tensor = next((i for i in model.graph.input if i.name not in initializers), None)
+    if tensor is None:
+        raise UsageError(f"model {spec.name} ({spec.path}) has no graph input (every input is an initializer)",
+                         "give a classifier that takes one NCHW float input")
     dims = _dims(tensor)
     shape = "x".join(map(str, dims))
     where = f"model {spec.name} ({spec.path}) takes input {tensor.name!r} of shape {shape}"
@@ -300,7 +303,7 @@ def check_onnx_input(spec: ModelSpec, model, size: int) -> None:
         raise UsageError(f"{where}: {channels} channel(s), but the suite feeds RGB images (3 channels)",
                          "give a model with 3 input channels (for a gray model, repeat the channel in its first layer)")
     fixed = [d for d in (height, width) if isinstance(d, int)]
-    if fixed and (len(set(fixed)) > 1 or (isinstance(height, int) and isinstance(width, int) and height != width)):
+    if len(set(fixed)) > 1:
         raise UsageError(f"{where}: a {height}x{width} input, but the suite feeds square images",
                          "give a model with a square (or dynamic) input")
     if fixed and fixed[0] != size:

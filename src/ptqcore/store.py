@@ -50,8 +50,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 MANIFEST = "manifest.json"
-#: What a failed build writes to tell a full disk from other failures (C++ writers such as torch.save
-#: and ONNX's serializer say "basic_ios::clear: iostream error", not ENOSPC).
+#: What a failed build writes to tell a full disk from other failures: C++ writers do not say ENOSPC
+#: (torch.save said "unexpected pos 704 vs 598" on a full tmpfs, torch 2.14.1; issue #23 saw
+#: "basic_ios::clear: iostream error").
 DISK_PROBE_BYTES = 1 << 20
 STALE_TEMP_SECONDS = 24 * 3600
 #: Without fcntl, a lock file older than this is taken to be left by a killed process.
@@ -248,11 +249,6 @@ class ArtifactStore:
         temp = parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             temp.mkdir()
-        except OSError as err:
-            if err.errno == errno.ENOSPC:
-                raise _no_space(parent, 0) from None
-            raise
-        try:
             started = time.perf_counter()
             build(temp / filename)
             artifact = temp / filename
