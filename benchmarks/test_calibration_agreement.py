@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ptqcore.accuracy import drop_pp, predict
 from ptqcore.backends.onnxruntime import OrtRunner
-from ptqcore.quantize import onnxruntime_calibrator_ranges, qdq_onnx_from_onnx, write_ranges
+from ptqcore.build.quantize import onnxruntime_calibrator_ranges, qdq_onnx_from_onnx, write_ranges
+from ptqcore.measure.accuracy import drop_pp, predict
 
 #: How much more top-1 ptqcore's ranges may lose than ONNX Runtime's own calibrator's.
 MAX_WORSE_PP = 1.0

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from ptqcore.calibration import collect_statistics, ranges_from_statistics
-from ptqcore.quantize import onnxruntime_calibrator_ranges
+from ptqcore.build.calibration import collect_statistics, ranges_from_statistics
+from ptqcore.build.quantize import onnxruntime_calibrator_ranges
 
 CALIBRATION_ROUNDS = 1
 

@@ -2,7 +2,7 @@
 
 Every round does the whole work from scratch in a temporary folder (the cache is not used), as the
 study timed each conversion: the measured rounds, after ``--ptq-compress-warmup`` untimed rounds
-before the session's first round of each kind of work (measured reason: :mod:`ptqcore.timed_rounds`). Phase 1 is the
+before the session's first round of each kind of work (measured reason: :mod:`ptqcore.measure.timed_rounds`). Phase 1 is the
 same conversion for every precision of a model, so it is timed once per model (in that model's
 first compression test, outside pytest-benchmark's rounds) and every precision's record carries
 its ``export_s``; pytest-benchmark's rounds here are phase 2.

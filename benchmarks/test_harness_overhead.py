@@ -3,7 +3,7 @@
 Both measure the same ONNX Runtime session (same model file, same threads) in the same run, in
 many short interleaved windows: bare, harness, bare, ..., harness, bare. The harness windows are
 ptqcore's own measurement (``benchmark_latency``: warm-up, pytest-benchmark's timed rounds); the
-bare windows run untimed between its rounds (``ptqcore.timing.measure_overhead``). Each harness
+bare windows run untimed between its rounds (``ptqcore.measure.timing.measure_overhead``). Each harness
 window's median over the bare medians around it is one ratio; their median gets a bootstrap 95%
 confidence interval. The check fails only when the whole interval lies above 1 + 3%, and is
 skipped as "too noisy to tell" when the interval is wider than 3% (a busy or unsteady machine
@@ -13,7 +13,7 @@ cannot resolve a 3% overhead); ratio, interval and the machine's load are record
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.timing import LatencyPlan, measure_overhead
+from ptqcore.measure.timing import LatencyPlan, measure_overhead
 
 MAX_OVERHEAD = 0.03
 WINDOWS = 24

@@ -7,8 +7,8 @@ time of the compute alone; TensorRT cases add the engine census (``layers_by_pre
 ``reformat_layers``).
 """
 
-from ptqcore.stats import LatencyStats
-from ptqcore.timing import LatencyPlan, benchmark_latency
+from ptqcore.measure.stats import LatencyStats
+from ptqcore.measure.timing import LatencyPlan, benchmark_latency
 
 
 def test_latency(case, ptq_suite, benchmark):

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ptqcore.accuracy import drop_pp, predict
 from ptqcore.backends.onnxruntime import OnnxRuntimeBackend, OrtRunner
 from ptqcore.cpu_isa import INT8_RECIPES
-from ptqcore.stats import time_calls, warm_up
+from ptqcore.measure.accuracy import drop_pp, predict
+from ptqcore.measure.stats import time_calls, warm_up
 
 WINDOWS = 15
 CALLS_PER_WINDOW = 20

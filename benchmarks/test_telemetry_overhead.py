@@ -1,6 +1,6 @@
 """Sampling must not disturb what it measures: latency with telemetry on vs off, same session, same run.
 
-Many interleaved windows, off, on, off, ..., on, off (``ptqcore.timing.measure_overhead``): each
+Many interleaved windows, off, on, off, ..., on, off (``ptqcore.measure.timing.measure_overhead``): each
 "on" window is ptqcore's measurement with a fresh ResourceMonitor sampling around it, each "off"
 window the same calls with no monitor. Each window is at least two sampling intervals long, so
 that the sampling thread really runs inside it. Each on window's median over the off medians
@@ -12,7 +12,7 @@ interval is wider than 2%; ratio, interval and the machine's load are recorded e
 import pytest
 
 from ptqcore.case import Case, Precision
-from ptqcore.timing import LatencyPlan, measure_overhead
+from ptqcore.measure.timing import LatencyPlan, measure_overhead
 
 MAX_OVERHEAD = 0.02
 WINDOWS = 12

@@ -7,9 +7,8 @@ failure message names the limit and where it came from.
 
 import pytest
 
-from ptqcore.kernel_probe import kernel_drop_hint
-from ptqcore.kernel_probe import probe_this_cpu
-from ptqcore.sensitivity import drop_message_tail
+from ptqcore.build.kernel_probe import kernel_drop_hint, probe_this_cpu
+from ptqcore.study.sensitivity import drop_message_tail
 
 
 def _limits(ptq_suite, case):

@@ -115,7 +115,7 @@ class EngineCase:
 
 
 def tensorrt_cases(records: Sequence[Mapping]) -> List[EngineCase]:
-    """The TensorRT records of a ptqcore run (:attr:`ptqcore.runfile.RunFile.records`), skipped ones left out."""
+    """The TensorRT records of a ptqcore run (:attr:`ptqcore.results.runfile.RunFile.records`), skipped ones left out."""
     cases = []
     for record in records:
         if record.get("backend") != "tensorrt" or record.get("status") == "skipped":
@@ -232,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from ptqcore.errors import PtqError
-    from ptqcore.runfile import load_run_file
+    from ptqcore.results.runfile import load_run_file
 
     try:
         run = load_run_file(args.run)

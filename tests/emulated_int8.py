@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ptqcore.accuracy import drop_pp, predict
 from ptqcore.backends.onnxruntime import OrtRunner
+from ptqcore.build.kernel_probe import probe_record, probe_this_cpu, resolve_recipe
+from ptqcore.build.quantize import QuantRecipe, qdq_onnx_from_onnx
 from ptqcore.cpu_isa import detect_cpu_isa, isa_from_flags
-from ptqcore.kernel_probe import probe_record, probe_this_cpu, resolve_recipe
-from ptqcore.quantize import QuantRecipe, qdq_onnx_from_onnx
+from ptqcore.measure.accuracy import drop_pp, predict
 
 #: What /proc/cpuinfo shows under qemu on an Ice Lake (or Zen 4) host: VNNI the emulated CPU lacks.
 VNNI_HOST_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni")

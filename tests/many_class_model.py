@@ -63,7 +63,7 @@ def many_class_module(tiny_module, images: np.ndarray, seed: int = 0):
 
 def many_class_onnx(tiny_module, images: np.ndarray, out_path: Path, size: int = 32) -> Path:
     """The many-class model exported as ONNX (ptqcore's own phase 1, opset 17, legacy exporter)."""
-    from ptqcore.export import onnx_from_torch
+    from ptqcore.build.export import onnx_from_torch
 
     onnx_from_torch(many_class_module(tiny_module, images), Path(out_path), size, 17, "legacy")
     return Path(out_path)

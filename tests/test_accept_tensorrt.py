@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ptqcore.runfile import run_file_from_document
+from ptqcore.results.runfile import run_file_from_document
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "tensorrt"

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ptqcore.accuracy import Predictions, drop_pp, predict, top_k
+from ptqcore.measure.accuracy import Predictions, drop_pp, predict, top_k
 
 
 @given(arrays(np.float32, st.tuples(st.integers(1, 20), st.integers(1, 12)),

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ptqcore.calibration import (
+from ptqcore.build.calibration import (
     MAX_CLIPPED_SHARE,
     METHODS,
     NUM_BINS,
@@ -268,14 +268,14 @@ def test_statistics_round_trip_through_npz(tmp_path):
 def test_ranges_against_onnx_runtimes_own_calibrators_on_the_same_model_and_images(tiny_cache, tiny_settings):
     """min/max equals ONNX Runtime's MinMax calibrator; percentile is within 1% of its Percentile
     calibrator (ours cuts |x| at 99.999%, ORT cuts both signed tails at 0.0005%); entropy differs by
-    design (module docstring of :mod:`ptqcore.calibration`: ORT histograms signed values with a
+    design (module docstring of :mod:`ptqcore.build.calibration`: ORT histograms signed values with a
     growing bin count, truncates the expanded distribution to integers and smooths both before the
     KL divergence, TensorRT does none of that), so only its typical agreement is checked: measured
     on the tiny model, the median relative difference of the thresholds was 2%, the extremes -32%
     and +128% on two sparse tensors."""
-    from ptqcore.calibration import collect_statistics
+    from ptqcore.build.calibration import collect_statistics
+    from ptqcore.build.quantize import onnxruntime_calibrator_ranges
     from ptqcore.case import Case, Precision
-    from ptqcore.quantize import onnxruntime_calibrator_ranges
     from ptqcore.suite import Suite, SuiteOptions
 
     suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))

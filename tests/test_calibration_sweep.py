@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptqcore.calibration import load_statistics
+from ptqcore.build.calibration import load_statistics
 
 pytest_plugins = ["pytester"]
 
@@ -91,9 +91,9 @@ def test_a_size_larger_than_the_calibration_split_is_a_usage_error_at_collection
 
 def test_each_size_calibrates_on_exactly_its_own_images(tiny_cache, tiny_settings):
     """In process: each size's ranges are those of one pass over exactly that size's images."""
-    from ptqcore.calibration import collect_statistics, ranges_from_statistics
+    from ptqcore.build.calibration import collect_statistics, ranges_from_statistics
+    from ptqcore.build.quantize import read_ranges
     from ptqcore.case import Case, Precision
-    from ptqcore.quantize import read_ranges
     from ptqcore.suite import Suite, SuiteOptions
 
     suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, calibration_sizes=(16, 48),

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ptqcore.case import BASE_BACKEND, Case, Precision
-from ptqcore.class_map import folder_outputs, imagenet1k_wnids, load_class_map
 from ptqcore.errors import UsageError
+from ptqcore.models.class_map import folder_outputs, imagenet1k_wnids, load_class_map
 from ptqcore.suite import Suite, SuiteOptions
 
 pytest_plugins = ["pytester"]
@@ -49,7 +49,7 @@ def torchscript_file(folder, width=1000, red=RED, blue=BLUE):
 
 
 def onnx_file(folder, width=1000):
-    from ptqcore.export import onnx_from_torch
+    from ptqcore.build.export import onnx_from_torch
 
     return onnx_from_torch(colour_model(width), folder / f"colours{width}.onnx", SIZE, 17, "legacy")
 
@@ -262,7 +262,7 @@ def test_too_few_images_for_calibration_and_evaluation_is_a_data_error(tmp_path)
 def test_an_onnx_file_with_a_symbolic_width_is_measured_by_one_run(tmp_path):
     import onnx
 
-    from ptqcore.models import file_output_width, spec_from_file
+    from ptqcore.models.registry import file_output_width, spec_from_file
 
     path = onnx_file(tmp_path)
     graph = onnx.load(str(path))

@@ -9,7 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptqcore.compare import (
+from ptqcore.errors import PtqError, ThresholdsError
+from ptqcore.measure.significance import mann_whitney_u
+from ptqcore.measure.stats import LatencyStats
+from ptqcore.results.compare import (
     IMPROVEMENT,
     MIN_SAMPLES,
     MISSING,
@@ -21,9 +24,6 @@ from ptqcore.compare import (
     load_runs,
     run_from_document,
 )
-from ptqcore.errors import PtqError, ThresholdsError
-from ptqcore.significance import mann_whitney_u
-from ptqcore.stats import LatencyStats
 from ptqcore.thresholds import CompareLimits, parse_thresholds
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ptqcore.build.kernel_probe import kernel_drop_hint, resolve_recipe
+from ptqcore.build.quantize import QuantRecipe
 from ptqcore.cpu_isa import (
     ARM_INT8_DOT_FLAGS,
     INT8_RECIPES,
@@ -17,8 +19,6 @@ from ptqcore.cpu_isa import (
     isa_from_flags,
     recipe_for_isa,
 )
-from ptqcore.kernel_probe import kernel_drop_hint, resolve_recipe
-from ptqcore.quantize import QuantRecipe
 
 COMMON_X86 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2"
 RECORDED = {

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore.data import calibration_order, load_dataset, seeded_sample, split_pool
 from ptqcore.errors import DataError, UsageError
-from ptqcore.models import Preprocess
+from ptqcore.models.data import calibration_order, load_dataset, seeded_sample, split_pool
+from ptqcore.models.registry import Preprocess
 
 
 @given(st.integers(min_value=2, max_value=5000), st.floats(min_value=0.01, max_value=0.99), st.integers(0, 2**31))

@@ -1,4 +1,4 @@
-"""The INT8 kernel self-test (:mod:`ptqcore.kernel_probe`): the pure decision on recorded results, the
+"""The INT8 kernel self-test (:mod:`ptqcore.build.kernel_probe`): the pure decision on recorded results, the
 probe's design, the real probe on this machine, and the tiny model's INT8 path on an emulated AVX2 CPU.
 
 The recorded errors are what the probe measured (ONNX Runtime 1.32.0): on an AMD EPYC Zen 3 (AVX2,
@@ -22,27 +22,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ptqcore
-from ptqcore.cpu_isa import (
-    INT8_RECIPES,
-    detect_cpu_isa,
-    isa_from_flags,
-    recipe_for_isa,
-)
-from ptqcore.kernel_probe import (
-    kernel_drop_hint,
-    resolve_recipe,
+from ptqcore.build.kernel_probe import (
     FASTEST_FIRST,
     TOLERANCE,
     ProbeResult,
     choose_layout,
     disagreement,
     flags_agree,
+    kernel_drop_hint,
     probe_integers,
     probe_model,
     probe_record,
     probe_summary,
     probe_this_cpu,
+    resolve_recipe,
     run_probe,
+)
+from ptqcore.cpu_isa import (
+    INT8_RECIPES,
+    detect_cpu_isa,
+    isa_from_flags,
+    recipe_for_isa,
 )
 
 ZEN3 = isa_from_flags("x86_64", ["sse4_2", "avx", "fma", "avx2", "bmi2"])
@@ -157,7 +157,7 @@ def test_the_probe_on_this_machine_reaches_the_integer_kernels_and_agrees_with_t
 def test_a_probe_onnx_runtime_cannot_run_falls_back_to_the_flags_and_says_so(monkeypatch):
     from onnx import helper
 
-    import ptqcore.kernel_probe as kp
+    import ptqcore.build.kernel_probe as kp
 
     def broken(layout):
         model, x = real(layout)
@@ -238,9 +238,9 @@ def test_tiny_int8_on_an_emulated_avx2_cpu_auto_picks_reduce_range_and_its_kerne
     the optimized kernels vs the fake-quant reference for auto's layout; and plain u8s8's kernels,
     which must lose more than 1 pp there against their reference (run here: it is CPU-independent),
     else the emulated CPU would prove nothing. Results only, no timings."""
-    from ptqcore.accuracy import drop_pp, predict
     from ptqcore.backends.onnxruntime import OrtRunner
     from ptqcore.case import Case, Precision
+    from ptqcore.measure.accuracy import drop_pp, predict
     from ptqcore.suite import Suite, SuiteOptions
 
     suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))

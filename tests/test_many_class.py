@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptqcore.calibration import METHODS, MAX_CLIPPED_SHARE, load_statistics, ranges_from_statistics
+from ptqcore.build.calibration import MAX_CLIPPED_SHARE, METHODS, load_statistics, ranges_from_statistics
+from ptqcore.build.quantize import QuantRecipe, qdq_onnx_from_onnx, read_ranges
 from ptqcore.case import Case, Precision
 from ptqcore.pipeline import Calibration, Output, Steps, int8_inputs
-from ptqcore.quantize import QuantRecipe, qdq_onnx_from_onnx, read_ranges
 
 SIZES = (4, 128)
 #: The agreement with the FP32 argmax every method must keep (the issue's "done" line).
@@ -128,7 +128,7 @@ PLANTED_PERCENTILE = 99.5
 def clipped_output(many_class):
     """The many-class model's min/max Q/DQ model with the top of its logits' range planted at
     :data:`PLANTED_PERCENTILE`, and a ``rebuild`` that keeps given nodes in float."""
-    from ptqcore.quantize import write_ranges
+    from ptqcore.build.quantize import write_ranges
 
     made = many_class["made"]["minmax", 128]
     folder = many_class["folder"] / "clipped-output"
@@ -156,8 +156,8 @@ def test_planted_output_clipping_ranks_the_output_layer_first_and_mixed_needs_on
                                                                                         tmp_path):
     import onnx
 
-    from ptqcore.mixed import choose, greedy_counts
-    from ptqcore.sensitivity import compute_sensitivity, output_layers
+    from ptqcore.study.mixed import choose, greedy_counts
+    from ptqcore.study.sensitivity import compute_sensitivity, output_layers
 
     prepared, qdq, rebuild = clipped_output
     assert _agreement(qdq, many_class) < 0.8  # the planted clipping breaks the argmax
@@ -191,7 +191,7 @@ scores = st.fixed_dictionaries({"flips_removed": st.floats(-1, 1), "kl_removed":
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 12), st.data())
 def test_task_order_puts_helpful_scored_layers_first_and_keeps_every_layer(count, data):
-    from ptqcore.sensitivity import order_by_task
+    from ptqcore.study.sensitivity import order_by_task
 
     layers = [{"node": f"n{i}", "op": "Conv", "added_nsr": 1.0 / (i + 1)} for i in range(count)]
     scored = data.draw(st.dictionaries(st.sampled_from([item["node"] for item in layers]), scores))
@@ -209,7 +209,7 @@ def test_task_order_puts_helpful_scored_layers_first_and_keeps_every_layer(count
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.one_of(st.floats(0.05, 0.99), st.just(1.0)), min_size=1, max_size=8), st.floats(0.5, 20.0))
 def test_clipping_summary_counts_ranges_narrower_than_observed(kept, peak):
-    from ptqcore.calibration import TensorStatistics, clipping_summary
+    from ptqcore.build.calibration import TensorStatistics, clipping_summary
 
     stats, ranges = {}, {}
     for index, share in enumerate(kept):
@@ -228,7 +228,7 @@ def test_clipping_summary_counts_ranges_narrower_than_observed(kept, peak):
 
 
 def test_a_marked_tensor_that_is_not_calibrated_is_a_one_line_error():
-    from ptqcore.calibration import TensorStatistics
+    from ptqcore.build.calibration import TensorStatistics
     from ptqcore.errors import BuildError
 
     tensor = TensorStatistics.empty()

@@ -1,4 +1,4 @@
-"""Per-layer sensitivity, MAC shares and the int8-mixed search (ptqcore.sensitivity, float_layers, mixed).
+"""Per-layer sensitivity, MAC shares and the int8-mixed search (ptqcore.study.sensitivity, float_layers, mixed).
 
 Pure logic with hypothesis; end to end on the tiny model with a planted sensitive layer: one
 output channel of the third convolution scaled up 1000x (its BatchNorm's scale and shift; ReLU is
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ptqcore.build.float_layers import conv_macs, mac_share, matmul_macs
 from ptqcore.case import Case, Precision
-from ptqcore.float_layers import conv_macs, mac_share, matmul_macs
-from ptqcore.mixed import choose, greedy_counts, mixed_note
+from ptqcore.study.mixed import choose, greedy_counts, mixed_note
 
 # -- MACs ---------------------------------------------------------------------------------------------
 
@@ -63,7 +63,7 @@ def test_mac_share_is_a_fraction_that_adds_over_disjoint_sets(macs, data):
 
 @given(pixels=st.integers(1, 1024 * 1024))
 def test_the_comparison_batch_holds_at_most_16_digits_images_worth_of_pixels(pixels):
-    from ptqcore.sensitivity import batch_for
+    from ptqcore.study.sensitivity import batch_for
 
     batch = batch_for(pixels)
     assert batch >= 1 and (batch == 1 or batch * pixels <= 16 * 32 * 32)
@@ -108,9 +108,9 @@ def planted(copy_tiny_cache, tiny_settings, tmp_path_factory):
     import onnx
     import torch
 
-    from ptqcore.options import SuiteOptions
+    from ptqcore.models.training import save_state_dict
+    from ptqcore.options.suite_options import SuiteOptions
     from ptqcore.suite import Suite
-    from ptqcore.training import save_state_dict
 
     cache = copy_tiny_cache()
     trained = Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **tiny_settings))
@@ -132,8 +132,8 @@ def planted(copy_tiny_cache, tiny_settings, tmp_path_factory):
 
 
 def test_planted_sensitive_layer_is_ranked_first_and_kept_in_float_first(planted):
-    from ptqcore.mixed import mixed_figures, skip_reason
-    from ptqcore.sensitivity import record_sensitivity
+    from ptqcore.study.mixed import mixed_figures, skip_reason
+    from ptqcore.study.sensitivity import record_sensitivity
 
     suite, plain, reader = planted
     mixed = replace(plain, precision=Precision.INT8_MIXED)

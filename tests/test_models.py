@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from ptqcore.errors import ModelLoadError, UsageError
-from ptqcore.models import STUDY_MODELS, get_model_spec, list_models, resolve_model_names, spec_from_file
-from ptqcore.training import TrainRecipe, imagenet_state_dict, make_base_model
+from ptqcore.models.registry import STUDY_MODELS, get_model_spec, list_models, resolve_model_names, spec_from_file
+from ptqcore.models.training import TrainRecipe, imagenet_state_dict, make_base_model
 
 
 def test_registry_has_the_study_models_and_resnets():

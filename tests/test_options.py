@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore import option_types as types
 from ptqcore.case import Precision
-from ptqcore.options import SuiteOptions, flags, options_from_values
+from ptqcore.options import parsers as types
+from ptqcore.options.suite_options import SuiteOptions, flags, options_from_values
 
 
 def test_no_flag_given_means_the_declared_defaults():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptqcore.stats import bootstrap_median_ci, bracketed_ratios, judge_overhead, window_medians
+from ptqcore.measure.stats import bootstrap_median_ci, bracketed_ratios, judge_overhead, window_medians
 
 positive = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False)
 ratios = st.lists(st.floats(min_value=0.5, max_value=2.0, allow_nan=False), min_size=1, max_size=40)

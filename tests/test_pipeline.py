@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from tiny_model import TINY_SETTINGS
 
+from ptqcore.build.kernel_probe import resolve_recipe
 from ptqcore.case import Case, Precision
 from ptqcore.cpu_isa import detect_cpu_isa
-from ptqcore.kernel_probe import resolve_recipe
 from ptqcore.errors import ModelLoadError
 from ptqcore.suite import Suite, SuiteOptions
-from tiny_model import TINY_SETTINGS
 
 
 def tiny_options(cache, **overrides):
@@ -197,7 +197,7 @@ def test_artifacts_of_different_models_never_share_a_cache_entry(suite, tmp_path
     """Regression: library versions once overwrote the source hash in the artifact key."""
     import torch
 
-    from ptqcore.models import get_model_spec
+    from ptqcore.models.registry import get_model_spec
 
     torch.manual_seed(1)
     other = tmp_path / "other_tiny.pt"
@@ -227,7 +227,7 @@ def test_quantization_writes_nothing_beside_the_cached_prepared_model(suite, tmp
     delete each other's file."""
     import onnx
 
-    from ptqcore.quantize import qdq_onnx_from_onnx
+    from ptqcore.build.quantize import qdq_onnx_from_onnx
 
     int8 = suite.int8_inputs(case(Precision.INT8))  # cached before any recording
     recipe = suite.calibration(case(Precision.INT8)).recipe

@@ -12,9 +12,9 @@ import pytest
 
 from ptqcore import pipeline
 from ptqcore.backends.base import Backend
+from ptqcore.build.quantize import QuantRecipe
 from ptqcore.case import Case, Precision
 from ptqcore.pipeline import Calibration, Output, Steps, phase_two
-from ptqcore.quantize import QuantRecipe
 from ptqcore.store import ArtifactStore
 
 CASE = Case("m", Precision.INT8, "stand-in", "cpu", 1, "entropy")

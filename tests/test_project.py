@@ -60,7 +60,7 @@ def test_import_is_cheap_and_needs_no_heavy_library():
     import subprocess
     import sys
 
-    code = "import sys, ptqcore, ptqcore.case, ptqcore.stats; print(sorted(m for m in ('torch','onnxruntime','tensorrt') if m in sys.modules))"
+    code = "import sys, ptqcore, ptqcore.case, ptqcore.measure.stats; print(sorted(m for m in ('torch','onnxruntime','tensorrt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

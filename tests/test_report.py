@@ -124,14 +124,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, bad):
 
 
 def test_import_and_compare_stay_free_of_matplotlib():
-    code = "import sys, ptqcore, ptqcore.cli, ptqcore.report; print('matplotlib' in sys.modules)"
+    code = "import sys, ptqcore, ptqcore.cli, ptqcore.results.report; print('matplotlib' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
 
 def test_markdown_escapes_html_in_names_from_the_runs():
     """GitHub renders inline HTML in job summaries; a model named by a user file must stay text."""
-    from ptqcore.report.page import Heading, Items, Table, Text, render_markdown
+    from ptqcore.results.report.page import Heading, Items, Table, Text, render_markdown
 
     name = "<img src=x onerror=alert(1)>"
     text = render_markdown("t", [Heading(name, 2), Text(name), Items([name]), Table(("case",), [[name + "|x"]])])
@@ -188,7 +188,7 @@ def test_a_run_with_one_method_and_one_size_has_no_sweep_figure(tmp_path):
 
 def test_runs_written_before_sizes_were_swept_get_their_single_size(tmp_path):
     """An old record has no calibration_size: its INT8 cases used the run's one option value."""
-    from ptqcore.compare import load_run
+    from ptqcore.results.compare import load_run
 
     run = load_run(TINY)
     sizes = {key[-1] for key in run.cases}

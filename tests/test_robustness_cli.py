@@ -82,7 +82,7 @@ def test_file_without_read_permission_exits_2(tmp_path):
 
 
 def test_report_into_a_read_only_figures_folder_exits_2(tmp_path, monkeypatch):
-    from ptqcore.report import figures
+    from ptqcore.results.report import figures
 
     def denied(*args):
         raise PermissionError(13, "Permission denied", str(args[-2]))
@@ -184,7 +184,7 @@ def mutate(document, data):
 @given(st.data())
 def test_golden_run_with_one_value_replaced(data):
     """A mostly valid run: compare, and the report without its (slow) drawing, take it or refuse it."""
-    from ptqcore.report import figures
+    from ptqcore.results.report import figures
 
     document = mutate(json.loads(BASELINE.read_text()), data)
     text = json.dumps(document)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptqcore.data import load_dataset
 from ptqcore.errors import DataError
-from ptqcore.models import Preprocess
+from ptqcore.models.data import load_dataset
+from ptqcore.models.registry import Preprocess
 
 
 def image_tree(root, classes=("cat", "dog"), per_class=4, seed=0):

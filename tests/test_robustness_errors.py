@@ -2,8 +2,8 @@
 
 import pytest
 
-from ptqcore.compare import CompareError
 from ptqcore.errors import BuildError, DataError, ModelLoadError, PtqError, ThresholdsError, UsageError, error_line
+from ptqcore.results.compare import CompareError
 
 LONG = "the graph has an operator this backend does not know, " * 20 + "and this is the end of the sentence."
 

@@ -3,7 +3,7 @@
 import pytest
 
 from ptqcore.errors import UsageError
-from ptqcore.models import file_model_names, spec_from_file
+from ptqcore.models.registry import file_model_names, spec_from_file
 from ptqcore.store import file_sha256
 
 
@@ -59,7 +59,7 @@ def test_a_model_whose_outputs_do_not_match_the_classes_stops_before_any_work(tm
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
     scripted = tmp_path / "five.pt"
     torch.jit.save(torch.jit.script(net), str(scripted))
-    from ptqcore.export import onnx_from_torch
+    from ptqcore.build.export import onnx_from_torch
 
     onnx_file = onnx_from_torch(net, tmp_path / "five.onnx", 32, 17, "legacy")
     for path in (scripted, onnx_file):

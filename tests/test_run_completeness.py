@@ -17,6 +17,7 @@ from conftest import suite_command
 
 from ptqcore.cli import main
 
+
 def compare(capsys, *args):
     code = main(["compare", *map(str, args)])
     captured = capsys.readouterr()

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptqcore.case import Case, Precision
+from ptqcore.measure.stats import LatencyStats
 from ptqcore.records import ENTRY_KINDS, RECORD_FIELDS, RecordBook, kind_of_measurement
-from ptqcore.runfile import RunFileError, load_run_file, run_file_from_document
-from ptqcore.stats import LatencyStats
+from ptqcore.results.runfile import RunFileError, load_run_file, run_file_from_document
 
 pytest_plugins = ["pytester"]
 
@@ -30,8 +30,8 @@ SAMPLE_VALUES = {(float,): 0.625, (int,): 7, (str,): "text", (bool,): True, (lis
 WRITER = '''
 import json
 import pytest
-from ptqcore.stats import LatencyStats
-from ptqcore.timing import raw_samples
+from ptqcore.measure.stats import LatencyStats
+from ptqcore.measure.timing import raw_samples
 
 VALUES = json.loads({values!r})
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore.stats import LatencyStats, percentile, plan_rounds
+from ptqcore.measure.stats import LatencyStats, percentile, plan_rounds
 
 samples = st.lists(st.floats(min_value=1e-6, max_value=10.0, allow_nan=False), min_size=1, max_size=200)
 
@@ -68,7 +68,7 @@ def test_plan_rounds_respects_count_and_time_bounds(per_call, min_rounds, min_se
 
 
 def test_time_calls_times_each_call_once():
-    from ptqcore.stats import time_calls
+    from ptqcore.measure.stats import time_calls
 
     calls = []
     samples = time_calls(lambda: calls.append(1), 7)

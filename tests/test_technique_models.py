@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ptqcore.case import Case, Precision
-from ptqcore.data import ImageSource
-from ptqcore.distillation import distill, kd_loss, kl_to_teacher
-from ptqcore.models import get_model_spec
-from ptqcore.pruning import apply_masks, gzip_size, make_permanent, prunable, sparsity
-from ptqcore.training import TrainRecipe, train_classifier
+from ptqcore.models.data import ImageSource
+from ptqcore.models.distillation import distill, kd_loss, kl_to_teacher
+from ptqcore.models.pruning import apply_masks, gzip_size, make_permanent, prunable, sparsity
+from ptqcore.models.registry import get_model_spec
+from ptqcore.models.training import TrainRecipe, train_classifier
 
 
 def _tiny(seed=0):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore import techniques
 from ptqcore.case import DEFAULT_PRECISIONS, Case, Precision, build_matrix
+from ptqcore.models import techniques
 from ptqcore.records import KEY_FIELDS, RECORD_FIELDS, speedups, with_technique
 from ptqcore.thresholds import ThresholdsError, default_thresholds, parse_thresholds
 
@@ -124,8 +124,8 @@ def _record(technique, precision, p50, size_reduction, drop, seconds, status="pa
 
 def test_ranking_scores_each_case_against_the_original_fp32_and_orders_by_mean_rank(tmp_path):
     pytest.importorskip("matplotlib")
-    from ptqcore.report import technique_ranking
-    from ptqcore.report.content import case_views
+    from ptqcore.results.report import technique_ranking
+    from ptqcore.results.report.content import case_views
 
     records = [_record("ptq", "fp32", 4.0, 1.0, 0.0, None), _record("ptq", "int8", 2.0, 3.6, 0.5, None),
                _record("prune80", "fp32", 4.0, 1.0, 1.0, 30.0), _record("kd_s", "int8", 0.5, 40.0, 2.0, 60.0),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from ptqcore.telemetry.energy import (
+from ptqcore.measure.telemetry.energy import (
     counter_delta,
     counter_increment,
     energy_per_inference,

@@ -3,7 +3,7 @@
 import pytest
 from fakes import telemetry_fakes as fakes
 
-from ptqcore.telemetry import Sample, machine_state, max_drawdown, stability_flags
+from ptqcore.measure.telemetry import Sample, machine_state, max_drawdown, stability_flags
 
 
 def test_orin_nano_state_with_jetson_clocks_on(tmp_path):

@@ -10,8 +10,8 @@ import time
 import pytest
 from fakes import telemetry_fakes as fakes
 
-from ptqcore.telemetry import PsutilSampler, ResourceMonitor, default_samplers, energy_per_inference
-from ptqcore.telemetry.summary import Sample, SourceInfo, summarize
+from ptqcore.measure.telemetry import PsutilSampler, ResourceMonitor, default_samplers, energy_per_inference
+from ptqcore.measure.telemetry.summary import Sample, SourceInfo, summarize
 
 FAST = 0.02
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from fakes import telemetry_fakes as fakes
 
-from ptqcore.telemetry import (
+from ptqcore.measure.telemetry import (
     FirstAvailable,
     JetsonSysfsSampler,
     JtopSampler,
@@ -25,7 +25,7 @@ MIB = 1024 * 1024
 
 def test_importing_telemetry_loads_no_optional_library():
     code = (
-        "import sys, ptqcore.telemetry; "
+        "import sys, ptqcore.measure.telemetry; "
         "print(sorted(m for m in ('psutil', 'pynvml', 'jtop', 'torch', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

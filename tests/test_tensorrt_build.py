@@ -23,10 +23,10 @@ from ptqcore.backends.tensorrt import (
     make_entropy_calibrator,
     read_build_info,
 )
+from ptqcore.build.export import onnx_from_torch
+from ptqcore.build.quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
 from ptqcore.case import Case, Precision
 from ptqcore.errors import BuildError, PtqError
-from ptqcore.export import onnx_from_torch
-from ptqcore.quantize import QuantRecipe, calibration_ranges_from_onnx, prepared_onnx_from_onnx
 from ptqcore.store import file_sha256
 
 VERSIONS = list(FAKE_VERSIONS)

@@ -14,8 +14,8 @@ from fakes.tensorrt_fakes import FAKE_VERSIONS, make_tensorrt
 
 from ptqcore.backends.tensorrt import TrtBuildOptions, TrtRunner, engine_from_onnx
 from ptqcore.backends.torch_base import TorchCudaRunner, TorchRunner
+from ptqcore.build.export import onnx_from_torch
 from ptqcore.errors import BuildError
-from ptqcore.export import onnx_from_torch
 
 CLASSES = 5
 

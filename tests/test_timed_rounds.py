@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptqcore.timed_rounds import CompressionRound, WarmUps, compression_figures
+from ptqcore.measure.timed_rounds import CompressionRound, WarmUps, compression_figures
 
 kinds = st.tuples(st.sampled_from([1, 2]), st.sampled_from(["onnxruntime", "tensorrt"]), st.sampled_from(["fp16", "int8"]))
 

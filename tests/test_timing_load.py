@@ -1,4 +1,4 @@
-"""``ptqcore.timing``: the machine-load sample taken before each latency window, and interleaved overhead runs.
+"""``ptqcore.measure.timing``: the machine-load sample taken before each latency window, and interleaved overhead runs.
 
 pytest-benchmark is replaced by a stand-in with the same ``pedantic`` contract (``setup`` called
 untimed before each round, raw seconds kept in ``stats.stats.data``), so this checks ptqcore's
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ptqcore import timing
-from ptqcore.timing import LatencyPlan, benchmark_latency, machine_load, measure_overhead
+from ptqcore.measure import timing
+from ptqcore.measure.timing import LatencyPlan, benchmark_latency, machine_load, measure_overhead
 
 
 class FakeBenchmark:

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ptqcore.cpu_isa import physical_cores
-from ptqcore.train_threads import ThreadChooser, training_thread_counts
+from ptqcore.models.train_threads import ThreadChooser, training_thread_counts
 
 counts = st.integers(min_value=1, max_value=64)
 step_seconds = st.floats(min_value=1e-3, max_value=10.0, allow_nan=False)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptqcore.data import ImageSource
-from ptqcore.models import get_model_spec
-from ptqcore.training import DEFAULT_EPOCHS, TrainRecipe, adamw, last_linear_name, recipe_for, train_classifier
+from ptqcore.models.data import ImageSource
+from ptqcore.models.registry import get_model_spec
+from ptqcore.models.training import DEFAULT_EPOCHS, TrainRecipe, adamw, last_linear_name, recipe_for, train_classifier
 
 
 def test_epochs_default_per_weight_mode_and_an_explicit_count_wins():

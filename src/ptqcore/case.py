@@ -4,7 +4,7 @@ A case's :attr:`Case.id` (``mobilenet_v3_small-int8-onnxruntime-cpu-b1``) is the
 key that every result record of that case carries, so ``pytest -k "int8 and densenet"`` selects it.
 An INT8 case's calibration shows in the id only where it is not the study's (entropy on 128
 images): ``...-b1-minmax``, ``...-b1-cal32``, ``...-b1-percentile-cal512``. A case of a compression
-technique other than PTQ alone (:mod:`ptqcore.techniques`) names it after the model:
+technique other than PTQ alone (:mod:`ptqcore.models.techniques`) names it after the model:
 ``densenet201-prune80-int8-onnxruntime-cpu-b1``, ``densenet201-kd_mobilenet_v3_small-fp32-...``; PTQ
 cases (technique :data:`DEFAULT_TECHNIQUE`) keep their ids.
 """
@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Iterable, List, Mapping, Optional, Sequence
 
-#: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.calibration`.
+#: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.build.calibration`.
 DEFAULT_CALIBRATION = "entropy"
 #: The study's number of calibration images.
 DEFAULT_CALIBRATION_SIZE = 128
@@ -30,7 +30,7 @@ class Precision(str, enum.Enum):
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
-    #: INT8 with the fewest layers kept in float that bring the drop within its limit (:mod:`ptqcore.mixed`)
+    #: INT8 with the fewest layers kept in float that bring the drop within its limit (:mod:`ptqcore.study.mixed`)
     INT8_MIXED = "int8-mixed"
 
     @property
@@ -63,7 +63,7 @@ class Case:
     ``recipe`` is the calibration method for INT8 cases and empty otherwise; ``calibration_size``
     the number of calibration images for INT8 cases (:data:`DEFAULT_CALIBRATION_SIZE` when not
     given) and None otherwise. ``technique`` names what made the case's base model
-    (:mod:`ptqcore.techniques`: ``ptq`` = the model as trained, ``prune80``, ``kd_<student>``). Each
+    (:mod:`ptqcore.models.techniques`: ``ptq`` = the model as trained, ``prune80``, ``kd_<student>``). Each
     shows in the id only when it is not the default, so default ids stay short and stable.
     """
 

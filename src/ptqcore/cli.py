@@ -1,12 +1,12 @@
 """The ``ptqcore`` console script.
 
 ``ptqcore compare BASELINE.json CANDIDATE.json [MORE_CANDIDATES...]`` judges each candidate run
-against the baseline (see :mod:`ptqcore.compare`) and prints an aligned table, or Markdown with
+against the baseline (see :mod:`ptqcore.results.compare`) and prints an aligned table, or Markdown with
 ``--markdown``; ``--json FILE`` also writes the verdicts as JSON. Limits come from the built-in
 defaults, then the ``[compare]`` table of ``--thresholds FILE``, then the options.
 
 ``ptqcore report RUN.json [MORE_RUNS...] -o DIR [--markdown]`` writes DIR/index.html, DIR/report.md
-and DIR/figures/ (see :mod:`ptqcore.report`); ``--markdown`` also prints the Markdown. It exits 0
+and DIR/figures/ (see :mod:`ptqcore.results.report`); ``--markdown`` also prints the Markdown. It exits 0
 when the report was written and 2 on unusable input, like ``compare``.
 
 Exit codes of ``compare``: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
@@ -22,11 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import __version__
-from .compare import compare_runs, load_runs
-from .errors import PtqError, error_line
-from .render import comparisons_json, render_markdown, render_text
-from .thresholds import CompareLimits, compare_value_problem, load_thresholds
+from ptqcore import __version__
+from ptqcore.errors import PtqError, error_line
+from ptqcore.results.compare import compare_runs, load_runs
+from ptqcore.results.render import comparisons_json, render_markdown, render_text
+from ptqcore.thresholds import CompareLimits, compare_value_problem, load_thresholds
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 #: The limit options: each sets the CompareLimits field of the same name.
@@ -132,7 +132,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def run_report(args: argparse.Namespace, out) -> int:
     """The ``report`` subcommand; raises :class:`~ptqcore.errors.PtqError` for unusable input."""
-    from .report import write_report  # imports matplotlib only when it writes (a PtqError without it)
+    from ptqcore.results.report import write_report  # imports matplotlib only when it writes (a PtqError without it)
 
     report = write_report(args.runs, args.output, args.allow_incomplete)
     if args.markdown:

@@ -14,8 +14,8 @@ ONNX Runtime's quantization guide (docs/performance/model-optimizations/quantiza
 On x86 with VNNI, U8S8 runs 2.7-4.1x faster than S8S8 (measured: README, "INT8 on different CPUs"), so it
 stays the x86 choice there. :func:`recipe_for_isa` is a pure function of the detected flags so
 that every CPU family is unit-tested on recorded flag sets. The flags can be wrong about the CPU
-the kernels run on (qemu shows the host's): ``auto`` (:func:`ptqcore.kernel_probe.resolve_recipe`)
-also asks the kernels, through the self-test of :mod:`ptqcore.kernel_probe`, which sits above this
+the kernels run on (qemu shows the host's): ``auto`` (:func:`ptqcore.build.kernel_probe.resolve_recipe`)
+also asks the kernels, through the self-test of :mod:`ptqcore.build.kernel_probe`, which sits above this
 module (it imports from here, never the other way).
 """
 

@@ -31,10 +31,9 @@ from typing import Callable, ContextManager, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .backends import Backend, Int8Inputs
-from .calibration import NUM_BINS, RANGES_VERSION, load_statistics
-from .case import Case
-from .quantize import (
+from ptqcore.backends import Backend, Int8Inputs
+from ptqcore.build.calibration import NUM_BINS, RANGES_VERSION, load_statistics
+from ptqcore.build.quantize import (
     QuantRecipe,
     graph_outputs,
     prepared_onnx_from_onnx,
@@ -42,7 +41,8 @@ from .quantize import (
     read_ranges,
     statistics_from_onnx,
 )
-from .store import ArtifactStore, Entry
+from ptqcore.case import Case
+from ptqcore.store import ArtifactStore, Entry
 
 #: ``once(key, make)``: the session memo (make once, remember the value or the failure).
 Once = Callable[[tuple, Callable[[], object]], object]
@@ -123,7 +123,7 @@ def _no_phase(name: str) -> ContextManager:
 def export_onnx(steps: Steps, model: str, module, base: Optional[Entry], size: int, opset: int, exporter: str,
                 torch_version: str) -> Output:
     """Phase 1: the base ``module`` as ONNX at input side ``size`` (keyed by the base file's SHA-256)."""
-    from .export import onnx_from_torch
+    from ptqcore.build.export import onnx_from_torch
 
     return steps.run(
         "onnx", lambda: {"base_sha256": base.sha256, "size": size, "opset": opset, "exporter": exporter,
@@ -142,10 +142,10 @@ class Calibration:
     recipe: QuantRecipe
     threads: int
     describe: str
-    #: ``int8-mixed``: the nodes kept in float (:mod:`ptqcore.mixed`); empty for plain INT8
+    #: ``int8-mixed``: the nodes kept in float (:mod:`ptqcore.study.mixed`); empty for plain INT8
     float_nodes: Tuple[str, ...] = ()
     #: Tensors the user marked to keep their observed range (``--ptq-observed-range``), beside the
-    #: graph outputs, which always do (:mod:`ptqcore.calibration`)
+    #: graph outputs, which always do (:mod:`ptqcore.build.calibration`)
     observed_tensors: Tuple[str, ...] = ()
 
 

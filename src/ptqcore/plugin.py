@@ -18,15 +18,15 @@ from typing import Callable, Optional
 
 import pytest
 
-from .backends import ALL_BACKEND_NAMES
-from .case import Case, Precision
-from .data import DATASETS
-from .errors import PtqError
-from .json_output import benchmark_json_takes_a_file, check_writable, json_output_path
-from .options import SuiteOptions, flags, options_from_values
-from .records import SCHEMA_VERSION
-from .suite import Suite
-from .thresholds import check_names, load_thresholds
+from ptqcore.backends import ALL_BACKEND_NAMES
+from ptqcore.case import Case, Precision
+from ptqcore.errors import PtqError
+from ptqcore.models.data import DATASETS
+from ptqcore.options.suite_options import SuiteOptions, flags, options_from_values
+from ptqcore.records import SCHEMA_VERSION
+from ptqcore.results.json_output import benchmark_json_takes_a_file, check_writable, json_output_path
+from ptqcore.suite import Suite
+from ptqcore.thresholds import check_names, load_thresholds
 
 SUITE_KEY = pytest.StashKey[Suite]()
 STARTED_KEY = pytest.StashKey[float]()
@@ -39,7 +39,7 @@ SELECTIONS = ("all", "compressed", "base", "int8", "quantized")
 
 def pytest_addoption(parser) -> None:
     """The ``--ptq-*`` options: one per :class:`SuiteOptions` field with a flag (declared in
-    :mod:`ptqcore.options`), then the plugin's own (thresholds, JSON folder, opt-in benchmarks)."""
+    :mod:`ptqcore.options.suite_options`), then the plugin's own (thresholds, JSON folder, opt-in benchmarks)."""
     group = parser.getgroup("ptqcore", "ptqcore: post-training quantization benchmarks")
     add = group.addoption
     for _, flag in flags():
@@ -172,11 +172,11 @@ def _selected(case: Case, select: str) -> bool:
 @pytest.fixture(autouse=True)
 def _ptq_int8_mixed_needed(request) -> None:
     """Skip every test of an ``int8-mixed`` case whose plain INT8 case passes its limit, with that
-    reason: known only after the INT8 accuracy pass, so at run time (:func:`ptqcore.mixed.skip_reason`)."""
+    reason: known only after the INT8 accuracy pass, so at run time (:func:`ptqcore.study.mixed.skip_reason`)."""
     case = _case_of(request.node)
     if case is None or case.precision is not Precision.INT8_MIXED or SUITE_KEY not in request.config.stash:
         return
-    from .mixed import skip_reason
+    from ptqcore.study.mixed import skip_reason
 
     suite = suite_of(request.config)
     reason = skip_reason(suite, case)
@@ -276,7 +276,7 @@ def pytest_report_header(config):
         f" backends {','.join(options.backends)}; data {options.dataset}; cache {options.cache_dir}"
     ]
     if suite.kernel_probe is not None:  # auto: say what it chose from what, and warn where flags mislead
-        from .kernel_probe import disagreement, probe_summary
+        from ptqcore.build.kernel_probe import disagreement, probe_summary
 
         lines.append(f"ptqcore: {probe_summary(suite.cpu_isa, suite.kernel_probe)}")
         warning = disagreement(suite.cpu_isa, suite.kernel_probe.errors)
@@ -291,7 +291,7 @@ def pytest_benchmark_update_machine_info(config, machine_info) -> None:
 
 
 def _machine_info(config) -> dict:
-    from .environment import collect_environment
+    from ptqcore.environment import collect_environment
 
     return {**suite_of(config).environment(), "environment": collect_environment()}
 

@@ -8,7 +8,7 @@ skipped or failed and so have no benchmark entry.
 Schema (version :data:`SCHEMA_VERSION`): the case fields (``case``, ``model``, ``precision``,
 ``backend``, ``device``, ``batch_size``, ``calibration`` and ``calibration_size``, the last two for
 INT8 only, and ``technique``: ``ptq`` unless a pruned model or a student made the case, see
-:mod:`ptqcore.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
+:mod:`ptqcore.models.technique_models` for the fields that technique runs add), ``dataset``, ``status`` (``passed`` when every test of the case that ran passed,
 ``failed``, ``skipped`` at collection, ``not run`` when no test of the case was selected,
 ``incomplete`` when a selected test of the case never finished: the run was interrupted or stopped
 early, and ``tests_not_finished`` names those tests),
@@ -26,15 +26,15 @@ file, ``top1_reference``, vs the FP32 reference) and ``accuracy_drop_kernel_pp``
 that reference run; ``agreement_reference`` is their top-1 agreement), ``ranges`` (what the
 calibration ranges clipped: ``method``, ``tensors``, ``clipped``, ``observed_range``, the graph
 outputs and marked tensors kept at their observed range, and ``most_clipped``), ``sensitivity`` where it was
-computed (:mod:`ptqcore.sensitivity`); ``int8-mixed`` records add ``float_layers``,
-``float_macs_share``, ``mixed_search`` and ``mixed_note`` (:mod:`ptqcore.mixed`); with telemetry, ``resources`` (one
+computed (:mod:`ptqcore.study.sensitivity`); ``int8-mixed`` records add ``float_layers``,
+``float_macs_share``, ``mixed_search`` and ``mixed_note`` (:mod:`ptqcore.study.mixed`); with telemetry, ``resources`` (one
 summary per phase: ``export``, ``calibration``, ``build`` from the last round of each phase,
 ``idle`` and ``inference`` from the latency window), ``energy_j_per_inference`` and ``energy``
 (where power is measured), ``stability`` and ``machine_state``. A figure that was not measured
 is ``None``, never 0.
 
 :data:`RECORD_FIELDS` declares every field with its JSON type: the plugin writes records
-(:class:`RecordBook`, serialized only by :mod:`ptqcore.plugin`), and :mod:`ptqcore.runfile`, the one
+(:class:`RecordBook`, serialized only by :mod:`ptqcore.plugin`), and :mod:`ptqcore.results.runfile`, the one
 loader that compare, report and ``scripts/accept_tensorrt.py`` use, checks them against it. Each
 benchmark entry's ``extra_info`` names its case and its :data:`ENTRY_KINDS` ``kind``.
 """
@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
+from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
 
 #: 2: the run's ``session`` section (:func:`session_summary`) and the ``incomplete`` status.
 SCHEMA_VERSION = 2
@@ -82,7 +82,7 @@ RECORD_FIELDS = {
     "schema_version": _INT, "case": _TEXT, "model": _TEXT, "precision": _TEXT, "backend": _TEXT, "device": _TEXT,
     "batch_size": _INT, "calibration": _TEXT, "calibration_size": _INT, "dataset": _TEXT, "status": _TEXT,
     "skip_reason": _TEXT, "problems": _LIST, "limits": _OBJECT, "tests_not_finished": _LIST,
-    # compression technique (ptqcore.technique_models): ptq, prune<L> or kd_<student>, and what it did;
+    # compression technique (ptqcore.models.technique_models): ptq, prune<L> or kd_<student>, and what it did;
     # the accuracy reference of every technique case is the original model's base (teacher_case)
     "technique": _TEXT, "sparsity": _NUMBER, "size_bytes_compressed": _INT, "size_reduction_compressed": _NUMBER,
     "compression_time_s": _NUMBER, "compression_reused": _FLAG, "accuracy_drop_technique_pp": _NUMBER,
@@ -98,10 +98,10 @@ RECORD_FIELDS = {
     "int8_recipe": _TEXT, "activation_type": _TEXT, "weight_type": _TEXT, "per_channel": _FLAG,
     "reduce_range": _FLAG, "int8_strategy": _TEXT, "cpu_isa": _TEXT, "top1_reference": _NUMBER,
     "agreement_reference": _NUMBER, "accuracy_drop_quantization_pp": _NUMBER, "accuracy_drop_kernel_pp": _NUMBER,
-    # INT8: what the calibration ranges clipped (ptqcore.calibration.clipping_summary)
+    # INT8: what the calibration ranges clipped (ptqcore.build.calibration.clipping_summary)
     "ranges": _OBJECT,
-    # INT8: layers ranked by the error their quantization adds (ptqcore.sensitivity); int8-mixed: the layers
-    # kept in float, their share of the MACs, the search that chose them (ptqcore.mixed)
+    # INT8: layers ranked by the error their quantization adds (ptqcore.study.sensitivity); int8-mixed: the layers
+    # kept in float, their share of the MACs, the search that chose them (ptqcore.study.mixed)
     "sensitivity": _LIST, "float_layers": _LIST, "float_macs_share": _NUMBER, "mixed_search": _OBJECT,
     "mixed_note": _TEXT,
     # latency

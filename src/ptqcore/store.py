@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Tuple, TypeVar
 
-from .errors import PtqError, UsageError, error_line
+from ptqcore.errors import PtqError, UsageError, error_line
 
 try:  # pragma: no cover - which branch runs depends on the platform
     import fcntl

@@ -18,36 +18,36 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import __version__
-from .accuracy import Predictions, drop_pp, predict
-from .backends import Int8Inputs, Runner, get_backend
-from .case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision, build_matrix
-from .class_map import dataset_for_model
-from .cpu_isa import detect_cpu_isa, physical_cores
-from .kernel_probe import probe_record, probe_this_cpu, resolve_recipe
-from .data import DataSet, load_dataset
-from .errors import ModelLoadError
-from .int8_reference import int8_figures, reference_predictions
-from .export import check_onnx
-from .models import (
+from ptqcore import __version__
+from ptqcore.backends import Int8Inputs, Runner, get_backend
+from ptqcore.build.export import check_onnx
+from ptqcore.build.kernel_probe import probe_record, probe_this_cpu, resolve_recipe
+from ptqcore.case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision, build_matrix
+from ptqcore.cpu_isa import detect_cpu_isa, physical_cores
+from ptqcore.errors import ModelLoadError
+from ptqcore.measure.accuracy import Predictions, drop_pp, predict
+from ptqcore.measure.timed_rounds import CompressionRound, WarmUps, compression_figures, run_round
+from ptqcore.models.class_map import dataset_for_model
+from ptqcore.models.data import DataSet, load_dataset
+from ptqcore.models.registry import (
     ModelSpec,
     Preprocess,
-    get_model_spec,
-    file_model_names,
-    resolve_model_names,
     check_onnx_input,
+    file_model_names,
+    get_model_spec,
     load_torchscript,
+    resolve_model_names,
     spec_from_file,
 )
-from .options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
-from .pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
-from .records import RecordBook
-from .store import ArtifactStore, Entry, entry_for_file, file_sha256
-from .technique_models import technique_base, technique_base_case, technique_figures, unsupported_reason
-from .techniques import technique_names
-from .timed_rounds import CompressionRound, WarmUps, compression_figures, run_round
-from .thresholds import Thresholds, default_thresholds
-from .training import WEIGHT_MODES, make_base_model, recipe_for, replace_head, resolve_weight_mode
+from ptqcore.models.technique_models import technique_base, technique_base_case, technique_figures, unsupported_reason
+from ptqcore.models.techniques import technique_names
+from ptqcore.models.training import WEIGHT_MODES, make_base_model, recipe_for, replace_head, resolve_weight_mode
+from ptqcore.options.suite_options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
+from ptqcore.pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
+from ptqcore.records import RecordBook
+from ptqcore.store import ArtifactStore, Entry, entry_for_file, file_sha256
+from ptqcore.study.int8_reference import int8_figures, reference_predictions
+from ptqcore.thresholds import Thresholds, default_thresholds
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Suite:
         self.specs: Dict[str, ModelSpec] = self._resolve_specs()
         #: The CPU's INT8 support, and the ONNX Runtime INT8 layout chosen for it (or forced).
         self.cpu_isa = detect_cpu_isa()
-        #: The INT8 kernel self-test (:mod:`ptqcore.kernel_probe`, once per process): run only for ``auto``.
+        #: The INT8 kernel self-test (:mod:`ptqcore.build.kernel_probe`, once per process): run only for ``auto``.
         self.kernel_probe = probe_this_cpu() if options.int8_recipe == "auto" else None
         self.int8_layout = resolve_recipe(options.int8_recipe, self.cpu_isa, self.kernel_probe)
         #: Intra-op threads of ONNX Runtime and PyTorch alike: the option, or the physical cores.
@@ -90,7 +90,7 @@ class Suite:
         self.steps = Steps(self.store, once=self._once)
         self._backends: Dict[tuple, object] = {}
         self._warmups = WarmUps(options.compress_warmup)
-        #: The run's technique names (:mod:`ptqcore.techniques`): ``("ptq",)`` unless asked for more.
+        #: The run's technique names (:mod:`ptqcore.models.techniques`): ``("ptq",)`` unless asked for more.
         self.techniques = technique_names(options.techniques, options.prune_levels, options.kd_student)
 
     # -- the matrix -------------------------------------------------------------------------
@@ -105,7 +105,7 @@ class Suite:
         """Before any case runs, a :class:`~ptqcore.errors.PtqError` for what would fail every case:
         a cache folder that cannot be written, a user model file that does not load or whose fixed
         input does not fit the run, a ``--ptq-weights`` folder that is missing or lacks a model's ``.pt``."""
-        from .training import check_checkpoint
+        from ptqcore.models.training import check_checkpoint
 
         self.store.check_writable()
         for spec in self.specs.values():
@@ -170,11 +170,11 @@ class Suite:
         return spec.preprocess.with_size(size)
 
     def dataset(self, model: str) -> DataSet:
-        """The data set as ``model`` sees it: split and labelled for it (:func:`~ptqcore.class_map.dataset_for_model`)."""
+        """The data set as ``model`` sees it: split and labelled for it (:func:`~ptqcore.models.class_map.dataset_for_model`)."""
         return self._once(("dataset", model), lambda: dataset_for_model(self, model))
 
     def load_data(self, preprocess: Preprocess, trains: bool) -> DataSet:
-        """The data set loaded once per preprocessing and split (``trains``: see :func:`~ptqcore.data.load_dataset`)."""
+        """The data set loaded once per preprocessing and split (``trains``: see :func:`~ptqcore.models.data.load_dataset`)."""
         return self._once(("data", preprocess, trains), lambda: load_dataset(
             self.options.dataset, preprocess, self.options.data_root,
             self.options.calibration_sizes, self.options.eval_size, self.options.seed, trains,
@@ -188,7 +188,7 @@ class Suite:
         return self._once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
-        from .training import load_state_dict_file, save_state_dict
+        from ptqcore.models.training import load_state_dict_file, save_state_dict
 
         spec = self.specs[model]
         if spec.source == "onnx":
@@ -267,7 +267,7 @@ class Suite:
     # -- phase 2 ------------------------------------------------------------------------------
     def calibration(self, case: Case) -> Calibration:
         """What an INT8 case calibrates on (its images and their fingerprint) and how (its backend's recipe)."""
-        from .mixed import float_nodes
+        from ptqcore.study.mixed import float_nodes
 
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
@@ -306,10 +306,10 @@ class Suite:
         return artifact.entry
 
     def new_monitor(self):
-        """A fresh :class:`~ptqcore.telemetry.ResourceMonitor` on this machine's sources, or None when off."""
+        """A fresh :class:`~ptqcore.measure.telemetry.ResourceMonitor` on this machine's sources, or None when off."""
         if not self.options.telemetry:
             return None
-        from .telemetry import ResourceMonitor, default_samplers
+        from ptqcore.measure.telemetry import ResourceMonitor, default_samplers
 
         interval = self.options.telemetry_interval
         return ResourceMonitor(default_samplers(interval), interval_s=interval, keep_samples=self.options.telemetry_samples)
@@ -319,7 +319,7 @@ class Suite:
 
     def warmup_rounds(self, case: Case, phase: int) -> int:
         """Untimed rounds before the timed ones of ``case``'s phase 1 or 2: ``--ptq-compress-warmup``
-        for the session's first of that kind of work, else 0 (:mod:`ptqcore.timed_rounds`)."""
+        for the session's first of that kind of work, else 0 (:mod:`ptqcore.measure.timed_rounds`)."""
         if phase == 1:
             return self._warmups.due((1,) + self.export_settings(case.backend))
         return self._warmups.due((2, case.backend, case.device, case.precision.value))
@@ -330,7 +330,7 @@ class Suite:
         in a session. Every precision's phase 2 starts from the same ONNX file, as in the study (one
         ONNX export per model, then one engine per precision), so every precision's record carries
         these rounds' ``export_s``. Empty for an ONNX model file (it is its own phase 1). A technique
-        (:mod:`ptqcore.techniques`) exports its own model: once per model and technique."""
+        (:mod:`ptqcore.models.techniques`) exports its own model: once per model and technique."""
         settings = self.export_settings(case.backend)
         if not self.specs[case.model].has_torch_model:
             return []
@@ -402,7 +402,7 @@ class Suite:
         return self._once(("predictions",) + self._artifact_identity(case), run)
 
     def int8_reference(self, case: Case) -> Predictions:
-        """Predictions of the fake-quant reference of an INT8 case (:mod:`ptqcore.int8_reference`), once."""
+        """Predictions of the fake-quant reference of an INT8 case (:mod:`ptqcore.study.int8_reference`), once."""
         return self._once(("int8-reference",) + self._artifact_identity(case), lambda: reference_predictions(self, case))
 
     def reference_case(self, case: Case) -> Case:
@@ -442,7 +442,7 @@ class Suite:
                 own = ref if case.technique == DEFAULT_TECHNIQUE else self.predictions(technique_base_case(case))
                 figures.update(int8_figures(self, case, predictions, own))
             if case.precision is Precision.INT8_MIXED:
-                from .mixed import mixed_figures
+                from ptqcore.study.mixed import mixed_figures
 
                 figures.update(mixed_figures(self, case))
         if self.techniques != (DEFAULT_TECHNIQUE,):
@@ -453,7 +453,7 @@ class Suite:
 
     def record_compression(self, case: Case, rounds: List[CompressionRound]) -> None:
         """The case's measured phase 2 ``rounds`` and its model's phase 1 rounds (:meth:`phase_one_rounds`)
-        into its record (:func:`ptqcore.timed_rounds.compression_figures`)."""
+        into its record (:func:`ptqcore.measure.timed_rounds.compression_figures`)."""
         resources = self.book.record(case).figures.get("resources")
         self.book.update(case, **compression_figures(self.phase_one_rounds(case), rounds, resources))
 

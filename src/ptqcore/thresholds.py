@@ -47,8 +47,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from .case import COMPRESSED_PRECISION_NAMES, DEFAULT_TECHNIQUE
-from .errors import ThresholdsError
+from ptqcore.case import COMPRESSED_PRECISION_NAMES, DEFAULT_TECHNIQUE
+from ptqcore.errors import ThresholdsError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,7 +102,7 @@ def _finite(value) -> bool:
 
 @dataclass(frozen=True)
 class CompareLimits:
-    """When ``ptqcore compare`` calls a metric of a candidate run a regression (see :mod:`ptqcore.compare`).
+    """When ``ptqcore compare`` calls a metric of a candidate run a regression (see :mod:`ptqcore.results.compare`).
 
     Factors are candidate / baseline ratios (> 1 is worse) and must be >= 1; ``p_value`` is the
     significance level of the Mann-Whitney U test on latency samples (asv's 0.002);
@@ -312,7 +312,7 @@ def check_names(
 
     ``models``: every model name worth matching (the run's models and the registry's);
     ``backends``: every backend name; ``datasets``: every data-set name
-    (:data:`ptqcore.data.DATASETS`). Raises :class:`ThresholdsError` for an override's unknown
+    (:data:`ptqcore.models.data.DATASETS`). Raises :class:`ThresholdsError` for an override's unknown
     backend or an unknown ``[datasets.NAME]`` (they can never apply: a typo); returns one warning
     line per override whose ``models`` glob matches none of ``models`` (it may be meant for
     another run's models).

@@ -35,7 +35,7 @@ from typing import Iterator, List
 
 from pytest_benchmark.stats import Stats
 
-from ptqcore.stats import LatencyStats
+from ptqcore.measure.stats import LatencyStats
 
 MAX_SAMPLES = 60
 SLOW_CASE = "tiny_cnn-int8-onnxruntime-cpu-b1"

@@ -6,7 +6,7 @@ Each fake says which version of the third-party API or of the board's file layou
 from pathlib import Path
 from types import SimpleNamespace
 
-from ptqcore.telemetry import Sampler
+from ptqcore.measure.telemetry import Sampler
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tegrastats"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..case import BASE_BACKEND
-from ..errors import UsageError
-from .base import Backend, Int8Inputs, Runner
+from ptqcore.backends.base import Backend, Int8Inputs, Runner
+from ptqcore.case import BASE_BACKEND
+from ptqcore.errors import UsageError
 
 #: The compression backends (``--ptq-backends``).
 BACKEND_NAMES = ("onnxruntime", "tensorrt")
@@ -27,7 +27,7 @@ def tensorrt_unavailable_reason() -> Optional[str]:
     """Why TensorRT cases cannot run here, or None: TensorRT not importable ("TensorRT is not
     installed (...)"), too old, or no CUDA GPU visible to PyTorch (see
     :func:`ptqcore.backends.tensorrt.unavailable_reason`)."""
-    from .tensorrt import unavailable_reason
+    from ptqcore.backends.tensorrt import unavailable_reason
 
     return unavailable_reason()
 
@@ -39,15 +39,15 @@ def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[
     ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``.
     ``int8_layout`` is ONNX Runtime's INT8 layout (:data:`ptqcore.cpu_isa.INT8_RECIPES`)."""
     if name == BASE_BACKEND:
-        from .torch_base import TorchBaseBackend
+        from ptqcore.backends.torch_base import TorchBaseBackend
 
         return TorchBaseBackend(threads=threads)
     if name == "onnxruntime":
-        from .onnxruntime import OnnxRuntimeBackend
+        from ptqcore.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(threads=threads, int8_layout=int8_layout)
     if name == "tensorrt":
-        from .tensorrt import TensorRTBackend, TrtBuildOptions
+        from ptqcore.backends.tensorrt import TensorRTBackend, TrtBuildOptions
 
         settings = dict(tensorrt or {})
         cuda_graph = bool(settings.pop("cuda_graph", False))

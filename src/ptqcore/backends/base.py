@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..case import Case
+from ptqcore.case import Case
 
 if TYPE_CHECKING:
-    from ..quantize import QuantRecipe
+    from ptqcore.build.quantize import QuantRecipe
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Int8Inputs:
     """What an INT8 build starts from: the pre-processed ONNX and the calibration ranges computed on
     it, and the calibration images (prepared model and ranges are None for a backend whose
     :meth:`Backend.int8_needs_ranges` is False); ``float_nodes``: the nodes an ``int8-mixed`` build
-    keeps in float (:mod:`ptqcore.float_layers`), empty for plain INT8."""
+    keeps in float (:mod:`ptqcore.build.float_layers`), empty for plain INT8."""
 
     prepared_onnx: Optional[Path]
     ranges: Optional[Path]
@@ -103,7 +103,7 @@ class Backend(abc.ABC):
 
     def int8_recipe(self, case: Case) -> QuantRecipe:
         """How this backend quantizes ``case`` (calibration method, layout): the one place each
-        backend calls a :class:`~ptqcore.quantize.QuantRecipe` constructor."""
+        backend calls a :class:`~ptqcore.build.quantize.QuantRecipe` constructor."""
         raise NotImplementedError(f"{self.name} does not quantize to INT8 from ranges")
 
     def int8_record_fields(self, case: Case) -> dict:

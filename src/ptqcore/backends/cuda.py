@@ -3,7 +3,7 @@
 No pycuda: device memory is owned by torch CUDA tensors (their ``data_ptr()`` is what TensorRT
 gets), work is queued on a dedicated ``torch.cuda.Stream``, and GPU compute time comes from a
 pair of CUDA events recorded on that stream around the compute call only (the timing rules of
-:mod:`ptqcore.timing`). torch is imported inside the methods, so importing this module costs nothing.
+:mod:`ptqcore.measure.timing`). torch is imported inside the methods, so importing this module costs nothing.
 
 **The timed interval** is trtexec's "GPU Compute Time" with ``--exposeDMA``: there
 (``samples/common/sampleInference.cpp``, ``Iteration::query``, NVIDIA/TensorRT release/8.5 to
@@ -34,7 +34,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .base import Runner
+from ptqcore.backends.base import Runner
 
 
 class CudaDevice:

@@ -9,9 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..case import COMPRESSED_PRECISION_NAMES, Case, Precision
-from ..quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
-from .base import Backend, Int8Inputs, Runner
+from ptqcore.backends.base import Backend, Int8Inputs, Runner
+from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
+from ptqcore.case import COMPRESSED_PRECISION_NAMES, Case, Precision
 
 
 class OrtRunner(Runner):

@@ -7,9 +7,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..case import BASE_BACKEND, Case, Precision
-from .base import Backend, Int8Inputs, Runner
-from .cuda import CudaDevice, GpuRunner, GpuTimer
+from ptqcore.backends.base import Backend, Int8Inputs, Runner
+from ptqcore.backends.cuda import CudaDevice, GpuRunner, GpuTimer
+from ptqcore.case import BASE_BACKEND, Case, Precision
 
 
 class TorchBaseBackend(Backend):

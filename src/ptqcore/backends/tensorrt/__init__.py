@@ -38,10 +38,16 @@ The modules, by job:
 * :mod:`.backend`: :class:`TensorRTBackend`.
 """
 
-from .backend import TensorRTBackend
-from .build import EngineBuildInfo, build_info_path, engine_from_onnx, read_build_info, tensorrt_qdq_onnx
-from .calibrator import make_entropy_calibrator
-from .capabilities import (
+from ptqcore.backends.tensorrt.backend import TensorRTBackend
+from ptqcore.backends.tensorrt.build import (
+    EngineBuildInfo,
+    build_info_path,
+    engine_from_onnx,
+    read_build_info,
+    tensorrt_qdq_onnx,
+)
+from ptqcore.backends.tensorrt.calibrator import make_entropy_calibrator
+from ptqcore.backends.tensorrt.capabilities import (
     INSTALL_HINT,
     INT8_STRATEGIES,
     MIN_VERSION,
@@ -53,10 +59,15 @@ from .capabilities import (
     parse_version,
     unavailable_reason,
 )
-from .census import census_from_inspector_json, engine_census
-from .keys import cache_file, calibration_cache_inputs, engine_cache_inputs, timing_cache_inputs
-from .plan import BuildPlan, TrtBuildOptions, plan_build
-from .runner import TrtRunner, engine_io_shapes
+from ptqcore.backends.tensorrt.census import census_from_inspector_json, engine_census
+from ptqcore.backends.tensorrt.keys import (
+    cache_file,
+    calibration_cache_inputs,
+    engine_cache_inputs,
+    timing_cache_inputs,
+)
+from ptqcore.backends.tensorrt.plan import BuildPlan, TrtBuildOptions, plan_build
+from ptqcore.backends.tensorrt.runner import TrtRunner, engine_io_shapes
 
 __all__ = [
     "BuildPlan",

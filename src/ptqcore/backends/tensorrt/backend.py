@@ -9,14 +9,16 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ...case import Case
-from ...errors import PtqError
-from ...quantize import QuantRecipe
-from ...store import file_sha256
-from ..base import Backend, Int8Inputs, Runner
-from .build import (EngineBuildInfo, build_info_path, engine_from_onnx, read_build_info, tensorrt_qdq_onnx,
-                    tensorrt_recipe)
-from .capabilities import (
+from ptqcore.backends.base import Backend, Int8Inputs, Runner
+from ptqcore.backends.tensorrt.build import (
+    EngineBuildInfo,
+    build_info_path,
+    engine_from_onnx,
+    read_build_info,
+    tensorrt_qdq_onnx,
+    tensorrt_recipe,
+)
+from ptqcore.backends.tensorrt.capabilities import (
     PRECISIONS,
     TrtCapabilities,
     TrtDevice,
@@ -24,9 +26,19 @@ from .capabilities import (
     onnx_export_for_tensorrt,
     unavailable_reason,
 )
-from .keys import _array_sha256, cache_file, calibration_cache_inputs, engine_cache_inputs, timing_cache_inputs
-from .plan import TrtBuildOptions, plan_build
-from .runner import TrtRunner
+from ptqcore.backends.tensorrt.keys import (
+    _array_sha256,
+    cache_file,
+    calibration_cache_inputs,
+    engine_cache_inputs,
+    timing_cache_inputs,
+)
+from ptqcore.backends.tensorrt.plan import TrtBuildOptions, plan_build
+from ptqcore.backends.tensorrt.runner import TrtRunner
+from ptqcore.build.quantize import QuantRecipe
+from ptqcore.case import Case
+from ptqcore.errors import PtqError
+from ptqcore.store import file_sha256
 
 
 # -- the backend ---------------------------------------------------------------------------------------

@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from ...case import Precision
-from ...errors import BuildError
-from ...quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
-from ...store import file_sha256
-from ..base import Int8Inputs
-from .calibrator import make_entropy_calibrator
-from .capabilities import TrtCapabilities, _import_tensorrt
-from .keys import _write_atomic
-from .plan import BuildPlan, TrtBuildOptions, plan_build
+from ptqcore.backends.base import Int8Inputs
+from ptqcore.backends.tensorrt.calibrator import make_entropy_calibrator
+from ptqcore.backends.tensorrt.capabilities import TrtCapabilities, _import_tensorrt
+from ptqcore.backends.tensorrt.keys import _write_atomic
+from ptqcore.backends.tensorrt.plan import BuildPlan, TrtBuildOptions, plan_build
+from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
+from ptqcore.case import Precision
+from ptqcore.errors import BuildError
+from ptqcore.store import file_sha256
 
 _log = logging.getLogger(__name__)
 

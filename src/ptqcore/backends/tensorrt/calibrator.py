@@ -7,8 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..cuda import CudaDevice
-from .keys import _write_atomic
+from ptqcore.backends.cuda import CudaDevice
+from ptqcore.backends.tensorrt.keys import _write_atomic
 
 
 def make_entropy_calibrator(trt, images: np.ndarray, batch_size: int, cache_path: Optional[Path], device=None):

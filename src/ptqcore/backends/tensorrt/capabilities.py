@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from ...case import COMPRESSED_PRECISION_NAMES
-from ...errors import PtqError
+from ptqcore.case import COMPRESSED_PRECISION_NAMES
+from ptqcore.errors import PtqError
 
 PRECISIONS = COMPRESSED_PRECISION_NAMES
 #: ``explicit``: Q/DQ ONNX calibrated by ptqcore (every version); ``implicit-entropy``: TensorRT's

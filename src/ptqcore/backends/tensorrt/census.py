@@ -6,7 +6,7 @@ import json
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .capabilities import TrtCapabilities
+from ptqcore.backends.tensorrt.capabilities import TrtCapabilities
 
 # -- engine census -----------------------------------------------------------------------------------
 #: TensorRT's data-type words in the inspector's format strings, by the name the census reports.

@@ -9,10 +9,10 @@ from typing import List, Sequence, Union
 
 import numpy as np
 
-from ...case import Precision
-from ...store import stable_key
-from .capabilities import TrtDevice
-from .plan import TrtBuildOptions, _precision_name
+from ptqcore.backends.tensorrt.capabilities import TrtDevice
+from ptqcore.backends.tensorrt.plan import TrtBuildOptions, _precision_name
+from ptqcore.case import Precision
+from ptqcore.store import stable_key
 
 
 # -- cache keys ------------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
-from ...case import Precision
-from ...errors import PtqError
-from ...quantize import CALIBRATIONS
-from .capabilities import INT8_STRATEGIES, PRECISIONS, TrtCapabilities
+from ptqcore.backends.tensorrt.capabilities import INT8_STRATEGIES, PRECISIONS, TrtCapabilities
+from ptqcore.build.quantize import CALIBRATIONS
+from ptqcore.case import Precision
+from ptqcore.errors import PtqError
 
 
 # -- build options and plan --------------------------------------------------------------------------

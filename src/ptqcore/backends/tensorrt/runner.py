@@ -10,11 +10,11 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ...errors import BuildError
-from ..cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
-from .build import _recording_logger
-from .capabilities import INSTALL_HINT, TrtCapabilities, _import_tensorrt
-from .census import engine_census
+from ptqcore.backends.cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
+from ptqcore.backends.tensorrt.build import _recording_logger
+from ptqcore.backends.tensorrt.capabilities import INSTALL_HINT, TrtCapabilities, _import_tensorrt
+from ptqcore.backends.tensorrt.census import engine_census
+from ptqcore.errors import BuildError
 
 _log = logging.getLogger(__name__)
 
