@@ -35,10 +35,11 @@ def tiny_cli_options():
 @pytest.fixture(scope="session")
 def warm_tiny_cache(tmp_path_factory):
     """A cache folder holding the trained tiny base model; read-only by contract (copy it to change it)."""
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     cache = tmp_path_factory.mktemp("warm-tiny-cache")
-    Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **TINY_SETTINGS)).base_model("tiny_cnn")
+    Study(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **TINY_SETTINGS)).base_model("tiny_cnn")
     return cache
 
 

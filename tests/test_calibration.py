@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from ptqcore.build.calibration import (
     MAX_CLIPPED_SHARE,
-    METHODS,
     NUM_BINS,
     NUM_QUANTIZED_BINS,
     TensorStatistics,
@@ -32,6 +31,7 @@ from ptqcore.build.calibration import (
     ranges_from_statistics,
     save_statistics,
 )
+from ptqcore.case import CALIBRATION_METHODS
 from ptqcore.errors import BuildError
 
 
@@ -159,7 +159,7 @@ def test_all_zero_tensors_of_any_shape_give_zero_ranges(shape, batches):
     stats = TensorStatistics.empty()
     for _ in range(batches):
         stats.add(np.zeros(shape, np.float32), "zeros")
-    assert all(stats.range(method) == (0.0, 0.0) for method in METHODS)
+    assert all(stats.range(method) == (0.0, 0.0) for method in CALIBRATION_METHODS)
 
 
 @given(shapes, st.floats(1e-3, 1e4), st.booleans(), st.integers(0, 2**32 - 1))
@@ -168,7 +168,7 @@ def test_one_sided_ranges_of_any_shape_stay_on_their_side(shape, scale, negative
     assume(values.max() > 0)
     stats = TensorStatistics.empty()
     stats.add(-values if negative else values, "relu")
-    for method in METHODS:
+    for method in CALIBRATION_METHODS:
         low, high = stats.range(method)
         assert stats.minimum <= low <= high <= stats.maximum
         if negative:  # all <= 0: the top is the data's, the bottom clipped at most to it
@@ -183,7 +183,7 @@ def test_a_single_spike_keeps_exactly_its_value(shape, magnitude, negative, batc
     stats = TensorStatistics.empty()
     for _ in range(batches):
         stats.add(np.full(shape, value, np.float32), "spike")
-    for method in METHODS:
+    for method in CALIBRATION_METHODS:
         assert stats.range(method) == (value, value), method
 
 
@@ -276,9 +276,10 @@ def test_ranges_against_onnx_runtimes_own_calibrators_on_the_same_model_and_imag
     from ptqcore.build.calibration import collect_statistics
     from ptqcore.build.quantize import onnxruntime_calibrator_ranges
     from ptqcore.case import Case, Precision
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))
     int8 = suite.int8_inputs(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax"))
     images = suite.dataset("tiny_cnn").calibration_arrays()
     stats = collect_statistics(int8.prepared_onnx, images, 16)

@@ -94,9 +94,10 @@ def test_each_size_calibrates_on_exactly_its_own_images(tiny_cache, tiny_setting
     from ptqcore.build.calibration import collect_statistics, ranges_from_statistics
     from ptqcore.build.quantize import read_ranges
     from ptqcore.case import Case, Precision
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, calibration_sizes=(16, 48),
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, calibration_sizes=(16, 48),
                                **tiny_settings))
     data = suite.dataset("tiny_cnn")
     found = {}

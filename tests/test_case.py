@@ -109,10 +109,11 @@ def test_on_a_gpu_host_the_default_sweeps_base_still_runs_on_the_cpu(monkeypatch
     case ids and divided a GPU base latency by a CPU latency)."""
     import torch
 
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tmp_path))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tmp_path))
     ids = [case.id for case, _ in suite.cases()]
     assert ids == ["tiny_cnn-base-torch-cpu-b1", "tiny_cnn-fp32-onnxruntime-cpu-b1",
                    "tiny_cnn-fp16-onnxruntime-cpu-b1", "tiny_cnn-int8-onnxruntime-cpu-b1"]

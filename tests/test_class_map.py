@@ -17,7 +17,8 @@ from PIL import Image
 from ptqcore.case import BASE_BACKEND, Case, Precision
 from ptqcore.errors import UsageError
 from ptqcore.models.class_map import folder_outputs, imagenet1k_wnids, load_class_map
-from ptqcore.suite import Suite, SuiteOptions
+from ptqcore.options.suite_options import SuiteOptions
+from ptqcore.study.session import Study
 
 pytest_plugins = ["pytester"]
 
@@ -70,7 +71,7 @@ def suite_for(model, root, tmp_path, **options):
     settings = {"models": (str(model),), "dataset": "imagefolder", "data_root": root, "cache_dir": tmp_path / "cache",
                 "file_input_size": SIZE, "calibration_sizes": (2,), "telemetry": False, **options}
     messages = []
-    suite = Suite(SuiteOptions(**settings), report=messages.append)
+    suite = Study(SuiteOptions(**settings), report=messages.append)
     return suite, next(iter(suite.specs)), messages
 
 

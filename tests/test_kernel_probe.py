@@ -177,14 +177,15 @@ def test_a_probe_onnx_runtime_cannot_run_falls_back_to_the_flags_and_says_so(mon
 
 def test_a_suite_whose_probe_failed_uses_the_flags_and_records_why(monkeypatch, tmp_path):
     import ptqcore.suite
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     monkeypatch.setattr(ptqcore.suite, "probe_this_cpu", lambda: ProbeResult("1.32.0", error="Fail: no kernels"))
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tmp_path))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tmp_path))
     assert suite.int8_layout == recipe_for_isa(detect_cpu_isa())
     record = suite.environment()["cpu_isa"]["kernel_probe"]
     assert record["error"] == "Fail: no kernels; auto used the CPU flags alone"
-    assert Suite(SuiteOptions(models=("tiny",), cache_dir=tmp_path, int8_recipe="s8s8")).kernel_probe is None
+    assert Study(SuiteOptions(models=("tiny",), cache_dir=tmp_path, int8_recipe="s8s8")).kernel_probe is None
 
 
 def test_the_record_and_the_report_header_say_what_auto_chose_from_what():
@@ -241,9 +242,10 @@ def test_tiny_int8_on_an_emulated_avx2_cpu_auto_picks_reduce_range_and_its_kerne
     from ptqcore.backends.onnxruntime import OrtRunner
     from ptqcore.case import Case, Precision
     from ptqcore.measure.accuracy import drop_pp, predict
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, **tiny_settings))
     int8 = suite.int8_inputs(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax"))
     batches = list(suite.dataset("tiny_cnn").evaluation_batches(32))
     np.savez(str(tmp_path / "eval.npz"), images=np.concatenate([b[0] for b in batches]),

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptqcore.build.calibration import MAX_CLIPPED_SHARE, METHODS, load_statistics, ranges_from_statistics
+from ptqcore.build.calibration import MAX_CLIPPED_SHARE, load_statistics, ranges_from_statistics
 from ptqcore.build.quantize import QuantRecipe, qdq_onnx_from_onnx, read_ranges
-from ptqcore.case import Case, Precision
+from ptqcore.case import CALIBRATION_METHODS, Case, Precision
 from ptqcore.pipeline import Calibration, Output, Steps, int8_inputs
 
 SIZES = (4, 128)
@@ -46,16 +46,17 @@ def many_class(copy_tiny_cache, tiny_settings, tmp_path_factory):
     INT8 steps' outputs per (method, calibration size), made by :func:`ptqcore.pipeline.int8_inputs`."""
     from many_class_model import many_class_onnx
 
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=copy_tiny_cache(), telemetry=False, **tiny_settings))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=copy_tiny_cache(), telemetry=False, **tiny_settings))
     data = suite.dataset("tiny_cnn")
     folder = tmp_path_factory.mktemp("many-class")
     onnx_path = many_class_onnx(suite.base_model("tiny_cnn").module, data.calibration_arrays(), folder / "model.onnx")
     images = np.concatenate([batch for batch, _ in data.evaluation_batches(64)])
     made = {}
     for size in SIZES:
-        for method in METHODS:
+        for method in CALIBRATION_METHODS:
             recipe = QuantRecipe.for_onnxruntime_cpu(method, "u8s8-reduce-range")
             calibration = Calibration(data.calibration_arrays(size), f"digits-{size}", recipe, 1, f"{size} images")
             scratch = folder / f"{method}-{size}"
@@ -76,7 +77,7 @@ def test_the_model_has_peaked_logits(many_class):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CALIBRATION_METHODS)
 def test_every_method_keeps_the_fp32_argmax(many_class, method, size):
     made = many_class["made"][method, size]
     recipe = QuantRecipe.for_onnxruntime_cpu(method, "u8s8-reduce-range")
@@ -88,7 +89,7 @@ def test_every_method_keeps_the_fp32_argmax(many_class, method, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CALIBRATION_METHODS)
 def test_the_logits_keep_their_observed_range(many_class, method, size):
     made = many_class["made"][method, size]
     stats = load_statistics(made.statistics.path)

@@ -110,10 +110,10 @@ def planted(copy_tiny_cache, tiny_settings, tmp_path_factory):
 
     from ptqcore.models.training import save_state_dict
     from ptqcore.options.suite_options import SuiteOptions
-    from ptqcore.suite import Suite
+    from ptqcore.study.session import Study
 
     cache = copy_tiny_cache()
-    trained = Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **tiny_settings))
+    trained = Study(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, **tiny_settings))
     module = trained.base_model("tiny_cnn").module
     with torch.no_grad():
         module[7].weight[PLANTED_CHANNEL] *= PLANT_SCALE  # BatchNorm after the 1x1 conv: output channel x1000
@@ -121,7 +121,7 @@ def planted(copy_tiny_cache, tiny_settings, tmp_path_factory):
         module[9].weight[:, PLANTED_CHANNEL] /= PLANT_SCALE  # the next conv reads it back /1000
     weights = tmp_path_factory.mktemp("planted-weights")
     save_state_dict(module, weights / "tiny_cnn.pt")
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, weights=str(weights),
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, weights=str(weights),
                                calibrations=("minmax",), precisions=(Precision.INT8, Precision.INT8_MIXED),
                                **tiny_settings))
     plain = Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax")

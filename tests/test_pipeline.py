@@ -16,7 +16,8 @@ from ptqcore.build.kernel_probe import resolve_recipe
 from ptqcore.case import Case, Precision
 from ptqcore.cpu_isa import detect_cpu_isa
 from ptqcore.errors import ModelLoadError
-from ptqcore.suite import Suite, SuiteOptions
+from ptqcore.options.suite_options import SuiteOptions
+from ptqcore.study.session import Study
 
 
 def tiny_options(cache, **overrides):
@@ -32,7 +33,7 @@ def cache(copy_tiny_cache):
 
 @pytest.fixture(scope="module")
 def suite(cache):
-    return Suite(tiny_options(cache))
+    return Study(tiny_options(cache))
 
 
 def case(precision, batch=1):
@@ -105,7 +106,7 @@ def test_int8_record_names_its_recipe_and_splits_the_drop_into_parts_that_add_up
 def test_every_int8_layout_builds_and_runs_on_any_cpu_in_reference_mode(suite, layout):
     """Each forced layout is a valid Q/DQ model whose fake-quant reference agrees with FP32; what its
     kernels add on this CPU is recorded (and judged by the suite's kernel check, not here)."""
-    forced = Suite(tiny_options(suite.options.cache_dir, int8_recipe=layout))  # same base and ranges
+    forced = Study(tiny_options(suite.options.cache_dir, int8_recipe=layout))  # same base and ranges
     assert forced.artifact(case(Precision.INT8)).sha256 != suite.artifact(case(Precision.INT8)).sha256 or (
         layout == suite.int8_layout)
     quality = forced.quality(case(Precision.INT8))
@@ -137,7 +138,7 @@ def test_compression_rounds_time_both_phases_without_touching_the_cache(suite, c
 def test_second_run_reuses_the_cache_and_says_so(suite, cache):
     suite.quality(case(Precision.INT8))
     messages = []
-    again = Suite(tiny_options(cache), report=messages.append)
+    again = Study(tiny_options(cache), report=messages.append)
     assert again.artifact(case(Precision.INT8)).reused
     assert any(m.startswith("reused cached base model tiny_cnn") for m in messages)
     assert not any(m.startswith("training") for m in messages)
@@ -145,11 +146,11 @@ def test_second_run_reuses_the_cache_and_says_so(suite, cache):
 
 def test_corrupted_cached_onnx_is_rebuilt(tiny_cache):
     cache = tiny_cache
-    Suite(tiny_options(cache)).onnx("tiny_cnn")
+    Study(tiny_options(cache)).onnx("tiny_cnn")
     onnx_file = next(cache.glob("onnx/*/model.onnx"))
     onnx_file.write_bytes(onnx_file.read_bytes()[:100])
     messages = []
-    entry = Suite(tiny_options(cache), report=messages.append).onnx("tiny_cnn")
+    entry = Study(tiny_options(cache), report=messages.append).onnx("tiny_cnn")
     assert not entry.reused
     assert any("corrupted" in m for m in messages)
     onnx.checker.check_model(onnx.load(str(entry.path)))
@@ -162,7 +163,7 @@ def test_user_torchscript_and_onnx_files(suite, tmp_path):
     scripted = tmp_path / "scripted_tiny.pt"
     torch.jit.save(torch.jit.script(base), str(scripted))
     exported = suite.onnx("tiny_cnn").path
-    user = Suite(tiny_options(tmp_path / "c", models=(str(scripted), str(exported)), file_input_size=32))
+    user = Study(tiny_options(tmp_path / "c", models=(str(scripted), str(exported)), file_input_size=32))
     cases = {c.id: reason for c, reason in user.cases()}
     assert cases["scripted_tiny-base-torch-cpu-b1"] is None
     assert "no PyTorch base model" in cases["model-base-torch-cpu-b1"]
@@ -177,7 +178,7 @@ def test_broken_user_files_fail_clearly(tmp_path):
     broken.write_bytes(b"this is not a protobuf")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"nor is this TorchScript")
-    user = Suite(tiny_options(tmp_path / "c", models=(str(broken), str(junk))))
+    user = Study(tiny_options(tmp_path / "c", models=(str(broken), str(junk))))
     with pytest.raises(ModelLoadError, match="not a valid ONNX model"):
         user.onnx("broken")
     with pytest.raises(ModelLoadError, match="does not load as TorchScript"):
@@ -188,7 +189,7 @@ def test_broken_user_files_fail_clearly(tmp_path):
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_calibration_methods_produce_working_int8(tmp_path, suite, method):
-    other = Suite(tiny_options(suite.options.cache_dir, calibrations=(method,)))
+    other = Study(tiny_options(suite.options.cache_dir, calibrations=(method,)))
     quality = other.quality(Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, method))
     assert quality["agreement_top1"] >= 0.85, (method, quality)
 
@@ -202,7 +203,7 @@ def test_artifacts_of_different_models_never_share_a_cache_entry(suite, tmp_path
     torch.manual_seed(1)
     other = tmp_path / "other_tiny.pt"
     torch.jit.save(torch.jit.script(get_model_spec("tiny_cnn").factory(10).eval()), str(other))
-    both = Suite(tiny_options(suite.options.cache_dir, models=("tiny", str(other)), file_input_size=32))
+    both = Study(tiny_options(suite.options.cache_dir, models=("tiny", str(other)), file_input_size=32))
     for precision in (Precision.FP32, Precision.FP16, Precision.INT8):
         recipe = "minmax" if precision is Precision.INT8 else ""
         mine = both.artifact(Case("tiny_cnn", precision, "onnxruntime", "cpu", 1, recipe))
@@ -211,7 +212,7 @@ def test_artifacts_of_different_models_never_share_a_cache_entry(suite, tmp_path
 
 
 def test_warm_up_rounds_come_before_the_first_round_of_each_kind_only(cache):
-    suite = Suite(tiny_options(cache))  # a session of its own: nothing warmed up yet
+    suite = Study(tiny_options(cache))  # a session of its own: nothing warmed up yet
     warmup = suite.options.compress_warmup
     assert warmup >= 1  # the default: otherwise this test checks nothing
     assert suite.warmup_rounds(case(Precision.INT8), phase=2) == warmup

@@ -88,5 +88,5 @@ def test_the_wheel_ships_the_imagenet_wordnet_ids(tmp_path):
                     str(tmp_path / "dist"), str(tmp_path)], capture_output=True, check=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("ptqcore-*.whl")
     with zipfile.ZipFile(str(wheel)) as archive:
-        shipped = archive.read("ptqcore/imagenet1k_wnids.txt")
-    assert shipped == (ROOT / "src" / "ptqcore" / "imagenet1k_wnids.txt").read_bytes()
+        shipped = archive.read("ptqcore/models/imagenet1k_wnids.txt")
+    assert shipped == (ROOT / "src" / "ptqcore" / "models" / "imagenet1k_wnids.txt").read_bytes()

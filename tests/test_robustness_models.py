@@ -54,7 +54,8 @@ def test_a_model_whose_outputs_do_not_match_the_classes_stops_before_any_work(tm
     import torch
 
     from ptqcore.errors import UsageError
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
     scripted = tmp_path / "five.pt"
@@ -63,6 +64,6 @@ def test_a_model_whose_outputs_do_not_match_the_classes_stops_before_any_work(tm
 
     onnx_file = onnx_from_torch(net, tmp_path / "five.onnx", 32, 17, "legacy")
     for path in (scripted, onnx_file):
-        suite = Suite(SuiteOptions(models=(str(path),), cache_dir=tmp_path / "cache", file_input_size=32))
+        suite = Study(SuiteOptions(models=(str(path),), cache_dir=tmp_path / "cache", file_input_size=32))
         with pytest.raises(UsageError, match="predicts 5 classes but data set digits has 10"):
             suite.check_output_widths()

@@ -180,9 +180,10 @@ def test_two_processes_build_an_entry_once(tmp_path):
 SUITE_RUN = """
 import sys, time
 from pathlib import Path
-from ptqcore.suite import Suite, SuiteOptions
+from ptqcore.options.suite_options import SuiteOptions
+from ptqcore.study.session import Study
 cache, ready, go = map(Path, sys.argv[1:4])
-suite = Suite(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, train_epochs=1, image_size=8,
+suite = Study(SuiteOptions(models=("tiny",), cache_dir=cache, telemetry=False, train_epochs=1, image_size=8,
                            eval_size=20), report=print)
 suite.dataset("tiny_cnn")
 ready.touch()
@@ -249,11 +250,12 @@ def test_an_int8_step_entry_that_verifies_but_does_not_load_is_rebuilt_with_one_
     import numpy as np
 
     from ptqcore.case import Case, Precision
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     case = Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "entropy")
     options = SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, **tiny_settings)
-    first = Suite(options)
+    first = Study(options)
     first.artifact(case)
     names = {"statistics": "statistics.npz", "calibration": "ranges.json", "prepared": "prepared.onnx",
              "artifact": "model.onnx"}
@@ -264,7 +266,7 @@ def test_an_int8_step_entry_that_verifies_but_does_not_load_is_rebuilt_with_one_
         payload = buffer.getvalue()
     _replant(planted, payload)
     messages = []
-    again = Suite(options, report=messages.append)
+    again = Study(options, report=messages.append)
     top1 = again.quality(case)["top1"]  # reads every step back: no KeyError, no DecodeError
     assert 0.5 < top1 <= 1.0
     discarded = [m for m in messages if m.startswith("discarding cache entry") and "verified but did not load" in m]

@@ -82,12 +82,13 @@ def test_kd_loss_is_cross_entropy_at_alpha_0_and_scaled_kl_at_alpha_1():
 
 @pytest.fixture(scope="module")
 def tiny_suite(copy_tiny_cache, tiny_settings):
-    from ptqcore.suite import Suite, SuiteOptions
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
 
     options = SuiteOptions(models=("tiny",), cache_dir=copy_tiny_cache(), telemetry=False, techniques=("ptq", "prune", "kd"),
                            prune_levels=(80,), prune_finetune_epochs=1, kd_student="tiny_cnn", kd_epochs=1,
                            precisions=(Precision.FP32, Precision.INT8), **tiny_settings)
-    return Suite(options)
+    return Study(options)
 
 
 def test_distillation_lowers_the_students_kl_to_the_teacher(tiny_suite):

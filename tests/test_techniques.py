@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ptqcore.case import DEFAULT_PRECISIONS, Case, Precision, build_matrix
 from ptqcore.models import techniques
+from ptqcore.options import technique_parsers
 from ptqcore.records import KEY_FIELDS, RECORD_FIELDS, speedups, with_technique
 from ptqcore.thresholds import ThresholdsError, default_thresholds, parse_thresholds
 
@@ -48,20 +49,20 @@ def test_what_is_no_technique_name_is_refused(name):
 
 
 def test_option_values_parse_and_bad_ones_name_the_problem():
-    assert techniques.kinds("all") == ("ptq", "prune", "kd")
-    assert techniques.kinds("prune,kd,prune") == ("prune", "kd")
-    assert techniques.prune_levels("50, 80,50") == (50, 80)
-    assert techniques.alpha("0") == 0.0 and techniques.alpha("1") == 1.0
-    assert techniques.student("tiny_cnn") == "tiny_cnn"
+    assert technique_parsers.kinds("all") == ("ptq", "prune", "kd")
+    assert technique_parsers.kinds("prune,kd,prune") == ("prune", "kd")
+    assert technique_parsers.prune_levels("50, 80,50") == (50, 80)
+    assert technique_parsers.alpha("0") == 0.0 and technique_parsers.alpha("1") == 1.0
+    assert technique_parsers.student("tiny_cnn") == "tiny_cnn"
     for parse, text, message in [
-        (techniques.kinds, "pruning", "unknown technique pruning; valid: ptq, prune, kd or all"),
-        (techniques.kinds, "all,kd", "unknown technique all"),
-        (techniques.prune_levels, "100", "100 is not a pruning level between 1 and 99"),
-        (techniques.prune_levels, "half", "'half' is not a whole percentage"),
-        (techniques.alpha, "1.5", "1.5 is not between 0 and 1"),
-        (techniques.alpha, "nan", "nan is not between 0 and 1"),
-        (techniques.temperature, "0", "must be a finite number > 0"),
-        (techniques.student, "mobilenetv3", "unknown model 'mobilenetv3'"),
+        (technique_parsers.kinds, "pruning", "unknown technique pruning; valid: ptq, prune, kd or all"),
+        (technique_parsers.kinds, "all,kd", "unknown technique all"),
+        (technique_parsers.prune_levels, "100", "100 is not a pruning level between 1 and 99"),
+        (technique_parsers.prune_levels, "half", "'half' is not a whole percentage"),
+        (technique_parsers.alpha, "1.5", "1.5 is not between 0 and 1"),
+        (technique_parsers.alpha, "nan", "nan is not between 0 and 1"),
+        (technique_parsers.temperature, "0", "must be a finite number > 0"),
+        (technique_parsers.student, "mobilenetv3", "unknown model 'mobilenetv3'"),
     ]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)

@@ -17,7 +17,8 @@ from onnx import numpy_helper
 from ptqcore.backends.onnxruntime import OrtRunner
 from ptqcore.backends.tensorrt import tensorrt_qdq_onnx
 from ptqcore.case import Case, Precision
-from ptqcore.suite import Suite, SuiteOptions
+from ptqcore.options.suite_options import SuiteOptions
+from ptqcore.study.session import Study
 
 
 def predictions(path, images):
@@ -26,7 +27,7 @@ def predictions(path, images):
 
 
 def test_tensorrt_qdq_model_is_signed_symmetric_per_channel_and_agrees_with_fp32(tmp_path):
-    suite = Suite(SuiteOptions(models=("tiny",), cache_dir=tmp_path / "cache", train_epochs=2, eval_size=100))
+    suite = Study(SuiteOptions(models=("tiny",), cache_dir=tmp_path / "cache", train_epochs=2, eval_size=100))
     # the ONNX Runtime case's prepared model and ranges: the very inputs a TensorRT INT8 build shares
     # wherever both backends export at the same opset (TensorRT itself cannot be imported here)
     case = Case("tiny_cnn", Precision.INT8, "onnxruntime", "cpu", 1, "minmax")

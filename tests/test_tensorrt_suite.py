@@ -16,7 +16,8 @@ from ptqcore.backends import torch_base
 from ptqcore.backends.tensorrt import TensorRTBackend, TrtDevice
 from ptqcore.backends.torch_base import TorchCudaRunner
 from ptqcore.case import Case, Precision
-from ptqcore.suite import Suite, SuiteOptions
+from ptqcore.options.suite_options import SuiteOptions
+from ptqcore.study.session import Study
 
 
 @pytest.fixture(params=["10.3.0.30", "11.1.0"])
@@ -38,7 +39,7 @@ def trt_suite(request, monkeypatch, tiny_cache, tiny_settings):
     # a private copy of the session's warm cache: the tiny model is trained once per session, not here
     options = SuiteOptions(models=("tiny",), backends=("onnxruntime", "tensorrt"), batch_sizes=(1, 4),
                            cache_dir=tiny_cache, telemetry=False, **tiny_settings)
-    return Suite(options), version
+    return Study(options), version
 
 
 def trt_case(precision, batch):
@@ -109,7 +110,7 @@ def test_a_timed_implicit_int8_round_runs_no_onnx_runtime_calibration(monkeypatc
     monkeypatch.setattr(suite_module, "get_backend", get_backend)
     monkeypatch.setattr(pipeline, "prepared_onnx_from_onnx", forbidden)
     monkeypatch.setattr(pipeline, "statistics_from_onnx", forbidden)
-    suite = Suite(SuiteOptions(models=("tiny",), backends=("tensorrt",), cache_dir=tiny_cache, telemetry=False,
+    suite = Study(SuiteOptions(models=("tiny",), backends=("tensorrt",), cache_dir=tiny_cache, telemetry=False,
                                trt_int8="implicit-entropy", **tiny_settings))
     suite.base_model("tiny_cnn")
     measured = suite.compress_once(trt_case(Precision.INT8, 1))

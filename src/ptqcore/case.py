@@ -15,7 +15,11 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Iterable, List, Mapping, Optional, Sequence
 
-#: The study's method (TensorRT's entropy calibrator), computed by :mod:`ptqcore.build.calibration`.
+#: The calibration methods ptqcore computes ranges with (:mod:`ptqcore.build.calibration`), in the
+#: order ``--ptq-calibrations all`` lists them: the one table that options, :class:`QuantRecipe
+#: <ptqcore.build.quantize.QuantRecipe>` and TensorRT's build options read.
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: The study's method (TensorRT's entropy calibrator): the default of every INT8 case and recipe.
 DEFAULT_CALIBRATION = "entropy"
 #: The study's number of calibration images.
 DEFAULT_CALIBRATION_SIZE = 128

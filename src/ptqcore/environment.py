@@ -97,7 +97,7 @@ def collect_environment(
     jetpack_package = dpkg.get("nvidia-jetpack")
     gpu = gpu_probe() or {}
     cpu_model, cpu_count = _cpu(_read(root / "proc/cpuinfo"))
-    power_id, power_name = _power_mode(_read(root / "var/lib/nvpmodel/status"), _read(root / "etc/nvpmodel.conf"))
+    power_id, power_name = read_power_mode(_read(root / "var/lib/nvpmodel/status"), _read(root / "etc/nvpmodel.conf"))
     env: Dict[str, object] = {
         "device_model": _text(_read(root / "proc/device-tree/model")),
         "l4t": _l4t(_read(root / "etc/nv_tegra_release")),
@@ -118,8 +118,8 @@ def collect_environment(
         cpu_online=_text(_read(root / "sys/devices/system/cpu/online")),
         power_mode=power_name,
         power_mode_id=power_id,
-        cpu_mhz=_cpu_mhz(root / "sys/devices/system/cpu"),
-        gpu_mhz=_gpu_mhz(root / "sys/class/devfreq"),
+        cpu_mhz=read_cpu_mhz(root / "sys/devices/system/cpu"),
+        gpu_mhz=read_gpu_mhz(root / "sys/class/devfreq"),
     )
     return env
 
@@ -201,7 +201,7 @@ def _cpu(content: Optional[str]):
     return model or UNKNOWN, count or UNKNOWN
 
 
-def _power_mode(status: Optional[str], conf: Optional[str]):
+def read_power_mode(status: Optional[str], conf: Optional[str]):
     """(id, name) of the current nvpmodel mode; the name only when the conf file names that id."""
     match = re.search(r"pmode:\s*(\d+)", status or "")
     if not match:
@@ -211,7 +211,7 @@ def _power_mode(status: Optional[str], conf: Optional[str]):
     return str(mode), names.get(mode, UNKNOWN)
 
 
-def _cpu_mhz(cpus: Path) -> object:
+def read_cpu_mhz(cpus: Path) -> object:
     """Current clock of each CPU in MHz (``{"cpu0": 1984, ...}``), or unknown."""
     clocks = {}
     for path in sorted(cpus.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"), key=lambda p: int(p.parent.parent.name[3:])):
@@ -221,7 +221,7 @@ def _cpu_mhz(cpus: Path) -> object:
     return clocks or UNKNOWN
 
 
-def _gpu_mhz(devfreq: Path) -> object:
+def read_gpu_mhz(devfreq: Path) -> object:
     """Current GPU clock in MHz from its devfreq node (Jetson), or unknown."""
     for node in sorted(devfreq.glob("*")):
         if any(name in node.name for name in GPU_DEVFREQ_NAMES):

@@ -25,10 +25,10 @@ from ptqcore.models.data import DATASETS
 from ptqcore.options.suite_options import SuiteOptions, flags, options_from_values
 from ptqcore.records import SCHEMA_VERSION
 from ptqcore.results.json_output import benchmark_json_takes_a_file, check_writable, json_output_path
-from ptqcore.suite import Suite
+from ptqcore.study.session import Study
 from ptqcore.thresholds import check_names, load_thresholds
 
-SUITE_KEY = pytest.StashKey[Suite]()
+SUITE_KEY = pytest.StashKey[Study]()
 STARTED_KEY = pytest.StashKey[float]()
 #: How the session ended, for the run file's ``session`` section: pytest's exit status (known from
 #: ``pytest_sessionfinish`` on) and whether it was interrupted (Ctrl-C, SIGINT).
@@ -112,7 +112,7 @@ def pytest_configure(config) -> None:
     try:
         options = options_from_config(config)
         thresholds = load_thresholds(config.getoption("ptq_thresholds"))
-        suite = Suite(options, thresholds, _terminal_report(config))
+        suite = Study(options, thresholds, _terminal_report(config))
         suite.check_inputs()
         for warning in check_names(thresholds, set(suite.specs), ALL_BACKEND_NAMES, DATASETS):
             _terminal_report(config)(f"warning: {warning}")
@@ -121,13 +121,13 @@ def pytest_configure(config) -> None:
     config.stash[SUITE_KEY] = suite
 
 
-def suite_of(config) -> Suite:
+def suite_of(config) -> Study:
     return config.stash[SUITE_KEY]
 
 
 @pytest.fixture(scope="session")
-def ptq_suite(request) -> Suite:
-    """The session's :class:`~ptqcore.suite.Suite`: options, caches, records."""
+def ptq_suite(request) -> Study:
+    """The session's :class:`~ptqcore.study.session.Study` (a :class:`~ptqcore.suite.Suite` with its studies): options, caches, records."""
     return suite_of(request.config)
 
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case
+from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case, Precision
 
 #: 2: the run's ``session`` section (:func:`session_summary`) and the ``incomplete`` status.
 SCHEMA_VERSION = 2
@@ -168,8 +168,17 @@ def with_calibration_size(records: Sequence, options: Optional[Mapping]) -> list
     size = options.get("calibration_size") if isinstance(options, Mapping) else None
     size = size if isinstance(size, int) and not isinstance(size, bool) else DEFAULT_CALIBRATION_SIZE
     return [record if not isinstance(record, dict) or "calibration_size" in record
-            else {**record, "calibration_size": size if record.get("precision") in ("int8", "int8-mixed") else None}
+            else {**record, "calibration_size": size if Precision(record["precision"]).quantized else None}
             for record in records]
+
+
+def with_speedups(records: Sequence) -> list:
+    """``records`` with ``speedup_vs_fp32`` and ``speedup_vs_base`` (:func:`speedups`) in every record
+    (a dict) that lacks them: runs written before they were recorded. Records are copied, never
+    changed in place; a record's own figures are kept."""
+    dicts = [record for record in records if isinstance(record, dict)]
+    return [record if not isinstance(record, dict) or all(name in record for name in SPEEDUP_REFERENCES)
+            else {**speedups(record, dicts), **record} for record in records]
 
 
 def with_technique(records: Sequence) -> list:

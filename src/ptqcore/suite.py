@@ -1,6 +1,9 @@
-"""The suite's session state: options, the case matrix, and every cached build and measurement.
+"""The suite's session state: options, the case matrix, and every cached build and measurement of one case.
 
-:class:`Suite` knows nothing of pytest. The pytest plugin creates one per session and the
+:class:`Suite` knows nothing of pytest, and nothing of what looks across cases or layers (the INT8
+fake-quant reference, sensitivity, the ``int8-mixed`` search, technique figures): that is
+:class:`ptqcore.study.session.Study`, which extends it through two hooks, :meth:`Suite.float_layers`
+and :meth:`Suite.study_figures`. The pytest plugin creates one per session and the
 benchmarks ask it for what they need; everything expensive is built once (in memory for the
 session, on disk in the :class:`~ptqcore.store.ArtifactStore` across sessions). A failure is
 remembered too, so one broken model fails its own cases quickly and leaves the others alone.
@@ -27,7 +30,7 @@ from ptqcore.cpu_isa import detect_cpu_isa, physical_cores
 from ptqcore.errors import ModelLoadError
 from ptqcore.measure.accuracy import Predictions, drop_pp, predict
 from ptqcore.measure.timed_rounds import CompressionRound, WarmUps, compression_figures, run_round
-from ptqcore.models.class_map import dataset_for_model
+from ptqcore.models.class_map import dataset_for_model, output_width, trains_on_data
 from ptqcore.models.data import DataSet, load_dataset
 from ptqcore.models.registry import (
     ModelSpec,
@@ -39,14 +42,13 @@ from ptqcore.models.registry import (
     resolve_model_names,
     spec_from_file,
 )
-from ptqcore.models.technique_models import technique_base, technique_base_case, technique_figures, unsupported_reason
+from ptqcore.models.technique_models import technique_base, unsupported_reason
 from ptqcore.models.techniques import technique_names
 from ptqcore.models.training import WEIGHT_MODES, make_base_model, recipe_for, replace_head, resolve_weight_mode
 from ptqcore.options.suite_options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
 from ptqcore.pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
 from ptqcore.records import RecordBook
 from ptqcore.store import ArtifactStore, Entry, entry_for_file, file_sha256
-from ptqcore.study.int8_reference import int8_figures, reference_predictions
 from ptqcore.thresholds import Thresholds, default_thresholds
 
 
@@ -87,7 +89,7 @@ class Suite:
         self.threads = options.threads or physical_cores()
         self._memo: Dict[tuple, object] = {}
         #: Where cached builds put each step's output (:mod:`ptqcore.pipeline`): the store, once per session.
-        self.steps = Steps(self.store, once=self._once)
+        self.steps = Steps(self.store, once=self.once)
         self._backends: Dict[tuple, object] = {}
         self._warmups = WarmUps(options.compress_warmup)
         #: The run's technique names (:mod:`ptqcore.models.techniques`): ``("ptq",)`` unless asked for more.
@@ -113,7 +115,7 @@ class Suite:
                 check_onnx_input(spec, check_onnx(spec.path), spec.preprocess.size)
             elif spec.source == "torchscript":
                 load_torchscript(spec.path)
-        mode = resolve_weight_mode(self.options.weights, self.options.dataset)
+        mode = self.weight_mode()
         if mode not in WEIGHT_MODES:
             for spec in self.specs.values():
                 if spec.trainable:
@@ -140,14 +142,15 @@ class Suite:
 
     def skip_reason(self, case: Case) -> Optional[str]:
         reason = self.specs[case.model].unsupported_reason(case.backend, case.precision.value)
-        reason = reason or unsupported_reason(self, case)
+        reason = reason or unsupported_reason(self.specs[case.model], case)
         if reason:
             return reason
         backend = self.backend(case.backend)
         return backend.unavailable_reason() or backend.unsupported_reason(case)
 
     # -- memoisation that remembers failures --------------------------------------------------
-    def _once(self, key: tuple, make: Callable[[], object]):
+    def once(self, key: tuple, make: Callable[[], object]):
+        """``make()`` once per ``key`` in this session: its value, or the error it raised, again after."""
         if key in self._memo:
             value = self._memo[key]
             if isinstance(value, _Failed):
@@ -171,11 +174,21 @@ class Suite:
 
     def dataset(self, model: str) -> DataSet:
         """The data set as ``model`` sees it: split and labelled for it (:func:`~ptqcore.models.class_map.dataset_for_model`)."""
-        return self._once(("dataset", model), lambda: dataset_for_model(self, model))
+        def make() -> DataSet:
+            spec, preprocess, mode = self.specs[model], self.preprocess(model), self.weight_mode()
+            data = self.load_data(preprocess, trains_on_data(spec, mode))
+            return dataset_for_model(data, model, output_width(spec, preprocess.size, mode), self.options.class_map,
+                                     self.report)
+
+        return self.once(("dataset", model), make)
+
+    def weight_mode(self) -> str:
+        """Where the base models' weights come from (:func:`~ptqcore.models.training.resolve_weight_mode`)."""
+        return resolve_weight_mode(self.options.weights, self.options.dataset)
 
     def load_data(self, preprocess: Preprocess, trains: bool) -> DataSet:
         """The data set loaded once per preprocessing and split (``trains``: see :func:`~ptqcore.models.data.load_dataset`)."""
-        return self._once(("data", preprocess, trains), lambda: load_dataset(
+        return self.once(("data", preprocess, trains), lambda: load_dataset(
             self.options.dataset, preprocess, self.options.data_root,
             self.options.calibration_sizes, self.options.eval_size, self.options.seed, trains,
         ))
@@ -184,8 +197,9 @@ class Suite:
     def base_model(self, model: str, technique: str = DEFAULT_TECHNIQUE) -> BaseModel:
         """The PyTorch model phase 1 starts from: the model as trained, or what ``technique`` made of it."""
         if technique != DEFAULT_TECHNIQUE:
-            return self._once(("base", model, technique), lambda: technique_base(self, model, technique))
-        return self._once(("base", model), lambda: self._make_base_model(model))
+            return self.once(("base", model, technique), lambda: BaseModel(*technique_base(
+                model, technique, self.base_model(model), self.dataset(model), self.options, self.store, self.report)))
+        return self.once(("base", model), lambda: self._make_base_model(model))
 
     def _make_base_model(self, model: str) -> BaseModel:
         from ptqcore.models.training import load_state_dict_file, save_state_dict
@@ -198,7 +212,7 @@ class Suite:
             file = entry_for_file(spec.path)
             return BaseModel(module, file)
         data = self.dataset(model)
-        mode = resolve_weight_mode(self.options.weights, self.options.dataset)
+        mode = self.weight_mode()
         recipe = recipe_for(mode, self.options.train_epochs, self.options.seed)
 
         def architecture():
@@ -246,7 +260,7 @@ class Suite:
                 check_onnx(spec.path)
                 return entry_for_file(spec.path)
 
-            return self._once(("onnx-file", model), checked)
+            return self.once(("onnx-file", model), checked)
         import torch
 
         base = self.base_model(model, technique)
@@ -267,13 +281,18 @@ class Suite:
     # -- phase 2 ------------------------------------------------------------------------------
     def calibration(self, case: Case) -> Calibration:
         """What an INT8 case calibrates on (its images and their fingerprint) and how (its backend's recipe)."""
-        from ptqcore.study.mixed import float_nodes
-
         recipe = replace(self.backend(case.backend).int8_recipe(case), percentile=self.options.percentile)
         data = self.dataset(case.model)
         images = data.calibration_arrays(case.calibration_size)
         return Calibration(images, data.calibration_fingerprint(case.calibration_size), recipe, self.threads,
-                           f"{len(images)} images", float_nodes(self, case), self.options.observed_tensors)
+                           f"{len(images)} images", self.float_layers(case), self.options.observed_tensors)
+
+    def float_layers(self, case: Case) -> tuple:
+        """The nodes the INT8 build of ``case`` keeps in float: none here. A hook: the study layer
+        (:class:`~ptqcore.study.session.Study`) chooses them for ``int8-mixed`` cases."""
+        if case.precision is Precision.INT8_MIXED:
+            raise NotImplementedError(f"{case.id}: int8-mixed chooses its float layers in ptqcore.study.session.Study")
+        return ()
 
     def _source(self, case: Case) -> Output:
         source = self.onnx(case.model, self.export_settings(case.backend), case.technique)
@@ -289,9 +308,9 @@ class Suite:
 
     def artifact(self, case: Case) -> Entry:
         """The phase 2 artifact for a compressed case, from the cache or built now."""
-        return self._once(("artifact",) + self._artifact_identity(case), lambda: self._make_artifact(case))
+        return self.once(("artifact",) + self.artifact_identity(case), lambda: self._make_artifact(case))
 
-    def _artifact_identity(self, case: Case) -> tuple:
+    def artifact_identity(self, case: Case) -> tuple:
         """What tells artifacts apart: batch size counts only where the backend builds per batch size."""
         batch = case.batch_size if case.precision.compressed and self.backend(case.backend).per_batch_artifacts else None
         return (case.model, case.precision, case.backend, case.device, case.recipe, case.calibration_size, batch,
@@ -351,7 +370,7 @@ class Suite:
             rounds = [self._round(export_round) for _ in range(warmup + self.options.compress_rounds)]
             return rounds[warmup:]
 
-        return self._once(("phase-one-rounds", case.model, case.technique) + settings, measure)
+        return self.once(("phase-one-rounds", case.model, case.technique) + settings, measure)
 
     def compress_once(self, case: Case) -> CompressionRound:
         """Run phase 2 from scratch into a temporary folder, timed and (optionally) monitored.
@@ -399,11 +418,7 @@ class Suite:
             with self.runner(case) as runner:
                 return predict(runner.infer, data.evaluation_batches(self.options.eval_batch_size))
 
-        return self._once(("predictions",) + self._artifact_identity(case), run)
-
-    def int8_reference(self, case: Case) -> Predictions:
-        """Predictions of the fake-quant reference of an INT8 case (:mod:`ptqcore.study.int8_reference`), once."""
-        return self._once(("int8-reference",) + self._artifact_identity(case), lambda: reference_predictions(self, case))
+        return self.once(("predictions",) + self.artifact_identity(case), run)
 
     def reference_case(self, case: Case) -> Case:
         """What a case's accuracy drop is measured against: the base, or fp32 for ONNX files."""
@@ -413,7 +428,7 @@ class Suite:
 
     def quality(self, case: Case) -> dict:
         """Size and accuracy figures of a case (measured once), also written into its record."""
-        return self._once(("quality", case.id), lambda: self._measure_quality(case))
+        return self.once(("quality", case.id), lambda: self._measure_quality(case))
 
     def _measure_quality(self, case: Case) -> dict:
         predictions = self.predictions(case)
@@ -438,18 +453,14 @@ class Suite:
             )
             if case.precision.compressed:
                 figures.update(self.backend(case.backend).artifact_details(artifact.path))
-            if case.precision.quantized:  # technique cases: the split starts from the technique's own model
-                own = ref if case.technique == DEFAULT_TECHNIQUE else self.predictions(technique_base_case(case))
-                figures.update(int8_figures(self, case, predictions, own))
-            if case.precision is Precision.INT8_MIXED:
-                from ptqcore.study.mixed import mixed_figures
-
-                figures.update(mixed_figures(self, case))
-        if self.techniques != (DEFAULT_TECHNIQUE,):
-            path = self.base_model(case.model).file.path if "artifact_path" not in figures else Path(figures["artifact_path"])
-            figures.update(technique_figures(self, case, path, figures))
+        figures.update(self.study_figures(case, figures))
         self.book.update(case, **figures)
         return figures
+
+    def study_figures(self, case: Case, figures: dict) -> dict:
+        """What the study layer adds to a case's ``figures`` (INT8 split, ``int8-mixed`` search,
+        technique figures): nothing here. A hook: :class:`~ptqcore.study.session.Study` fills it."""
+        return {}
 
     def record_compression(self, case: Case, rounds: List[CompressionRound]) -> None:
         """The case's measured phase 2 ``rounds`` and its model's phase 1 rounds (:meth:`phase_one_rounds`)

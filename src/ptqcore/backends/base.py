@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,6 +44,20 @@ class Runner(abc.ABC):
     NumPy array; it returns only when the device has finished, so a clock read around it is
     the end-to-end latency.
     """
+
+    #: Whether :meth:`take_gpu_compute_ms` gives the CUDA-event compute time of each call (GPU runners).
+    times_gpu_compute: bool = False
+    #: Whether :meth:`census` says how the artifact's layers run (TensorRT engines).
+    has_census: bool = False
+
+    def take_gpu_compute_ms(self) -> List[float]:
+        """The GPU compute times (ms) recorded since the last call, and forget them; only where
+        :attr:`times_gpu_compute` (an error elsewhere: there is no such clock)."""
+        raise NotImplementedError(f"{type(self).__name__} has no GPU compute clock (times_gpu_compute is False)")
+
+    def census(self) -> Optional[dict]:
+        """How the loaded artifact's layers run (call while active); only where :attr:`has_census`."""
+        raise NotImplementedError(f"{type(self).__name__} has no layer census (has_census is False)")
 
     def __enter__(self) -> "Runner":
         self.activate()

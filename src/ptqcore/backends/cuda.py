@@ -241,6 +241,7 @@ class GpuRunner(Runner):
     """
 
     _timer = None
+    times_gpu_compute = True
 
     @property
     def gpu_compute_ms(self) -> List[float]:

@@ -52,13 +52,13 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
+from ptqcore.case import CALIBRATION_METHODS
 from ptqcore.errors import BuildError
 
 #: Histogram bins over ``[0, max |x|]`` (TensorRT's calibrator layout).
 NUM_BINS = 2048
 #: Quantized levels of a signed INT8 tensor (one side of 256): the entropy candidates' resolution.
 NUM_QUANTIZED_BINS = 128
-METHODS = ("minmax", "entropy", "percentile")
 #: ptqcore's guard on TensorRT's entropy search: a candidate that clips more than this share of the
 #: values is not considered. Without it, a tensor whose values sit away from zero in few distinct
 #: bins (an SE block's pooled scales, a hard-swish input in [0.08, 1]) scores a candidate that folds
@@ -136,7 +136,7 @@ class TensorStatistics:
             return min(entropy_threshold(self.hist, self.hist_range), self.absmax) or self.absmax
         if method == "percentile":
             return min(percentile_threshold(self.hist, self.hist_range, percentile), self.absmax)
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
 
     def range(self, method: str, percentile: float = 99.999) -> Tuple[float, float]:
         """``(low, high)`` of ``method``: the observed range clipped to ``[-t, t]``."""
@@ -315,8 +315,8 @@ def ranges_from_statistics(statistics: Dict[str, TensorStatistics], method: str,
     """``{tensor: (low, high)}`` for ``method``, from one pass's statistics; every tensor named in
     ``observed`` keeps its observed range (min/max) whatever the method (module docstring). A name in
     ``observed`` that is not a calibrated tensor is a :class:`BuildError` naming it."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     kept = set(observed)
     unknown = sorted(kept - set(statistics))
     if unknown:

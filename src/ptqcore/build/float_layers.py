@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
+from ptqcore.build.qdq_graph import float_names
+
 #: Ops whose multiply-accumulates are counted.
 MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -127,12 +129,10 @@ def keep_in_float(model, nodes: Iterable[str], float_model):
 
     Each input is found through ``float_model`` (what was quantized): the float node of the same
     name reads tensor ``F``; the Q/DQ model's tensor holding ``F``'s value is used
-    (:func:`ptqcore.study.sensitivity.float_names`). Where there is none because the quantizer removed
+    (:func:`ptqcore.build.qdq_graph.float_names`). Where there is none because the quantizer removed
     the activation that makes ``F`` (a Relu or Clip after a Conv, whose clipping the Q/DQ range then
     does), a copy of that float node is put back in front of the float layer, so the model
     computes what the float model does. An input that neither finds keeps its Q/DQ pair."""
-    from ptqcore.study.sensitivity import float_names
-
     wanted = set(nodes)
     twins = float_names(model, float_model)
     holding = {}  # float tensor -> the Q/DQ-model tensor with its value

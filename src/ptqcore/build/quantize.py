@@ -35,17 +35,16 @@ from ptqcore.build.calibration import (
     save_statistics,
     tensors_data,
 )
+from ptqcore.case import CALIBRATION_METHODS, DEFAULT_CALIBRATION
 from ptqcore.cpu_isa import INT8_RECIPES
 from ptqcore.errors import BuildError
-
-CALIBRATIONS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
 class QuantRecipe:
     """How INT8 Q/DQ models are calibrated and laid out; every field ends up in the cache key."""
 
-    calibration: str = "minmax"
+    calibration: str = DEFAULT_CALIBRATION
     activation_type: str = "uint8"
     weight_type: str = "int8"
     per_channel: bool = True
@@ -61,14 +60,14 @@ class QuantRecipe:
     nodes_to_exclude: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
         for name in ("activation_type", "weight_type"):
             if getattr(self, name) not in ("uint8", "int8"):
                 raise ValueError(f"{name} must be 'uint8' or 'int8'")
 
     @classmethod
-    def for_onnxruntime_cpu(cls, calibration: str = "minmax", layout: str = "u8s8") -> "QuantRecipe":
+    def for_onnxruntime_cpu(cls, calibration: str = DEFAULT_CALIBRATION, layout: str = "u8s8") -> "QuantRecipe":
         """Per-channel weights in ``layout`` (one of :data:`~ptqcore.cpu_isa.INT8_RECIPES`):
         ``u8s8`` (fastest on x86 with VNNI), ``u8s8-reduce-range`` (x86 without VNNI), ``s8s8`` (ARM64)."""
         if layout not in INT8_RECIPES:
@@ -91,7 +90,7 @@ class QuantRecipe:
                 "per_channel": self.per_channel, "reduce_range": self.reduce_range}
 
     @classmethod
-    def for_tensorrt(cls, calibration: str = "minmax") -> "QuantRecipe":
+    def for_tensorrt(cls, calibration: str = DEFAULT_CALIBRATION) -> "QuantRecipe":
         """Signed INT8, zero points 0, per-channel weights with their own Q/DQ pair, FP32 bias."""
         return cls(
             calibration=calibration,

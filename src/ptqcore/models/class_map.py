@@ -23,15 +23,11 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ptqcore.errors import UsageError, error_line
 from ptqcore.models.data import DataSet
-from ptqcore.models.registry import file_output_width
-from ptqcore.models.training import resolve_weight_mode
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ptqcore.suite import Suite
+from ptqcore.models.registry import ModelSpec, file_output_width
 
 IMAGENET1K_CLASSES = 1000
 WNIDS_FILE = Path(__file__).with_name("imagenet1k_wnids.txt")
@@ -112,25 +108,26 @@ def folder_outputs(folders: Sequence[str], width: int, class_map: Optional[Mappi
     return tuple(outputs), rule
 
 
-def output_width(suite: "Suite", model: str) -> Optional[int]:
+def output_width(spec: ModelSpec, input_size: int, weight_mode: str) -> Optional[int]:
     """The model's number of outputs where it is fixed before the run (files, ImageNet weights); None
-    for a model trained here, which gets one output per class."""
-    spec = suite.specs[model]
+    for a model trained here, which gets one output per class. ``input_size``: the side a model
+    file is run at; ``weight_mode``: :func:`~ptqcore.models.training.resolve_weight_mode`'s."""
     if spec.source in ("onnx", "torchscript"):
-        return file_output_width(spec, suite.preprocess(model).size)
-    return IMAGENET1K_CLASSES if _weight_mode(suite) == "imagenet" else None
+        return file_output_width(spec, input_size)
+    return IMAGENET1K_CLASSES if weight_mode == "imagenet" else None
 
 
-def trains_on_data(suite: "Suite", model: str) -> bool:
-    """Whether this run trains anything of ``model`` on the data (then part of it is held out for that)."""
-    return suite.specs[model].trainable and _weight_mode(suite) != "imagenet"
+def trains_on_data(spec: ModelSpec, weight_mode: str) -> bool:
+    """Whether this run trains anything of the model on the data (then part of it is held out for that)."""
+    return spec.trainable and weight_mode != "imagenet"
 
 
-def dataset_for_model(suite: "Suite", model: str) -> DataSet:
-    """The suite's data set as ``model`` sees it: preprocessed for it, split for it (nothing to train:
-    every image not used for calibration is evaluated), labelled with its output indices."""
-    data = suite.load_data(suite.preprocess(model), trains_on_data(suite, model))
-    width, map_file = output_width(suite, model), suite.options.class_map
+def dataset_for_model(data: DataSet, model: str, width: Optional[int], map_file: Optional[Path],
+                      report: Callable[[str], None]) -> DataSet:
+    """``data`` (loaded for ``model``: preprocessed and split for it) labelled with the model's output
+    indices: unchanged when the model has one output per class in folder order (``width`` None or
+    the class count, no ``map_file``), else relabelled by ``map_file`` (``--ptq-class-map``) or the
+    ImageNet WordNet ids; a :class:`~ptqcore.errors.UsageError` when they cannot be matched."""
     if width is None or (width == data.num_classes and map_file is None):
         return data
     if data.class_names is None and map_file is not None:
@@ -144,12 +141,8 @@ def dataset_for_model(suite: "Suite", model: str) -> DataSet:
         outputs, rule = folder_outputs(data.class_names, width, class_map, f"--ptq-class-map {map_file}")
     except UsageError as err:
         raise UsageError(f"model {model}: {err.problem}", err.fix) from None
-    suite.report(f"{model}: the {data.num_classes} class folders of {data.name} are its outputs by {rule}")
+    report(f"{model}: the {data.num_classes} class folders of {data.name} are its outputs by {rule}")
     return data.relabelled(outputs)
-
-
-def _weight_mode(suite: "Suite") -> str:
-    return resolve_weight_mode(suite.options.weights, suite.options.dataset)
 
 
 def _check_one_folder_per_output(outputs: Mapping[str, int], where: str, fix: str) -> None:

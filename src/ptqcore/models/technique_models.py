@@ -1,4 +1,5 @@
-"""The base model of a technique case (a pruned model, a distilled student) and its record figures.
+"""The base model of a technique case (a pruned model, a distilled student); its record figures are
+:mod:`ptqcore.study.techniques`'.
 
 A technique (:mod:`ptqcore.models.techniques`) replaces the model as trained by another PyTorch model,
 which then goes through phase 1 and phase 2 like any base model. It is built from the original
@@ -20,18 +21,16 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Optional, Tuple
 
 from ptqcore.case import BASE_BACKEND, DEFAULT_TECHNIQUE, Case, Precision
 from ptqcore.errors import ModelLoadError
-from ptqcore.measure.accuracy import drop_pp
-from ptqcore.models.pruning import apply_masks, gzip_size, make_permanent, sparsity
-from ptqcore.models.registry import get_model_spec
+from ptqcore.models.data import DataSet
+from ptqcore.models.pruning import apply_masks, make_permanent
+from ptqcore.models.registry import ModelSpec, get_model_spec
 from ptqcore.models.techniques import parse_technique
 from ptqcore.models.training import TrainRecipe, last_linear_name, load_state_dict_file, save_state_dict
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ptqcore.suite import BaseModel, Suite
+from ptqcore.store import ArtifactStore, Entry
 
 #: Fine-tuning after pruning runs at a tenth of the from-scratch learning rate (a common choice for
 #: fine-tuning trained weights), keeps the trained classification layer, and holds pruned weights at 0.
@@ -39,25 +38,25 @@ FINETUNE_LR_FACTOR = 0.1
 INFO_FILE = "technique.json"
 
 
-def unsupported_reason(suite: "Suite", case: Case) -> Optional[str]:
-    """Why a technique case cannot run (its model has no architecture to prune or to teach from), or None."""
+def unsupported_reason(spec: ModelSpec, case: Case) -> Optional[str]:
+    """Why a technique case cannot run (its model ``spec`` has no architecture to prune or to teach from), or None."""
     if case.technique == DEFAULT_TECHNIQUE:
         return None
-    spec = suite.specs[case.model]
     if spec.source not in ("torchvision", "builtin"):
         return f"{case.technique} needs a model ptqcore builds and trains; {case.model} is a {spec.source} file"
     return None
 
 
-def technique_base(suite: "Suite", model: str, technique: str) -> "BaseModel":
-    """The cached PyTorch model of ``technique`` applied to ``model``'s base (built now if absent)."""
+def technique_base(model: str, technique: str, teacher, data: DataSet, options, store: ArtifactStore,
+                   report: Callable[[str], None]) -> Tuple[object, Entry]:
+    """The cached PyTorch model of ``technique`` applied to ``model``'s base ``teacher`` (its ``module``
+    and the :class:`~ptqcore.store.Entry` ``file`` it is kept in), and that model's file: built now if
+    absent, on ``data`` with the settings of ``options`` (a
+    :class:`~ptqcore.options.suite_options.SuiteOptions`: ``threads``, ``seed``,
+    ``prune_finetune_epochs``, ``kd_epochs``, ``kd_temperature``, ``kd_alpha``)."""
     from ptqcore.models.train_threads import training_thread_counts
-    from ptqcore.suite import BaseModel
 
     parsed = parse_technique(technique)
-    teacher = suite.base_model(model)
-    data = suite.dataset(model)
-    options = suite.options
     width = teacher.module.get_submodule(last_linear_name(teacher.module)).out_features
     counts = training_thread_counts(options.threads)
     if parsed.kind == "prune":
@@ -76,7 +75,7 @@ def technique_base(suite: "Suite", model: str, technique: str) -> "BaseModel":
             apply_masks(module, parsed.level / 100.0)
             if options.prune_finetune_epochs:
                 train_classifier(module, data.train_part, data.train, recipe, f"{model} {technique} fine-tuning",
-                                 suite.report, thread_counts=counts)
+                                 report, thread_counts=counts)
             make_permanent(module)
             return module.eval()
     elif parsed.kind == "kd":
@@ -95,7 +94,7 @@ def technique_base(suite: "Suite", model: str, technique: str) -> "BaseModel":
         def make():
             torch.manual_seed(options.seed)
             return distill(architecture(), teacher.module, data.train_part, data.train, recipe,
-                           options.kd_temperature, options.kd_alpha, f"{parsed.student} from {model}", suite.report,
+                           options.kd_temperature, options.kd_alpha, f"{parsed.student} from {model}", report,
                            counts)
     else:
         raise ValueError(f"{technique} makes no model of its own")
@@ -114,49 +113,13 @@ def technique_base(suite: "Suite", model: str, technique: str) -> "BaseModel":
 
     inputs = {"teacher_sha256": teacher.file.sha256, "technique": technique, "settings": settings,
               "data": data.fingerprint, "classes": data.num_classes}
-    entry, module = suite.store.load_or_build("technique", inputs, "model.pt", build, load,
-                                              f"{technique} model of {model}")
+    entry, module = store.load_or_build("technique", inputs, "model.pt", build, load,
+                                         f"{technique} model of {model}")
     if not (entry.path.parent / INFO_FILE).is_file():
         raise ModelLoadError(f"{entry.path.parent} lacks {INFO_FILE}", f"delete {entry.path.parent} to rebuild it")
-    return BaseModel(module, entry)
-
-
-def compression_info(suite: "Suite", model: str, technique: str) -> dict:
-    """What ``technique.json`` of the technique's cached model says (the seconds the technique took)."""
-    entry = suite.base_model(model, technique).file
-    return json.loads((entry.path.parent / INFO_FILE).read_text())
+    return module, entry
 
 
 def technique_base_case(case: Case) -> Case:
     """The PyTorch base case of ``case``'s technique (its own model, before phase 1)."""
     return Case(case.model, Precision.BASE, BASE_BACKEND, case.device, case.batch_size, technique=case.technique)
-
-
-def technique_figures(suite: "Suite", case: Case, file_path: Path, figures: dict) -> dict:
-    """The record figures of a technique run (every case of a run with a technique other than ``ptq``).
-
-    ``sparsity``: zero fraction of the Conv/Linear weights of the case's PyTorch model, measured;
-    ``size_bytes_compressed``: gzip (level 6) of the case's file; ``size_reduction_compressed``: the
-    same of the teacher's base file over it; ``compression_time_s``: the technique's own seconds
-    (None for ``ptq``: it has no step before phase 1; phase 1 and 2 are ``export_s`` and ``build_s``).
-    """
-    if suite.specs[case.model].source not in ("torchvision", "builtin"):
-        return {}
-    gz = suite._once(("gzip", str(file_path)), lambda: gzip_size(file_path))
-    teacher = suite.base_model(case.model)
-    gz_teacher = suite._once(("gzip", str(teacher.file.path)), lambda: gzip_size(teacher.file.path))
-    out = {
-        "sparsity": suite._once(("sparsity", case.model, case.technique),
-                                lambda: sparsity(suite.base_model(case.model, case.technique).module)),
-        "size_bytes_compressed": gz,
-        "size_reduction_compressed": gz_teacher / gz,
-        "teacher_case": suite.reference_case(case).id,
-        "compression_time_s": None, "compression_reused": None, "accuracy_drop_technique_pp": None,
-    }
-    if case.technique != DEFAULT_TECHNIQUE:
-        info = compression_info(suite, case.model, case.technique)
-        own = suite.predictions(technique_base_case(case))
-        out.update(compression_time_s=info["compression_time_s"],
-                   compression_reused=suite.base_model(case.model, case.technique).file.reused,
-                   accuracy_drop_technique_pp=drop_pp(figures["top1_base"], own.top1_accuracy))
-    return out

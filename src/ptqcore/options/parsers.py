@@ -9,8 +9,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from ptqcore.build.quantize import CALIBRATIONS
-from ptqcore.case import Precision
+from ptqcore.case import CALIBRATION_METHODS, Precision
 from ptqcore.errors import PtqError
 from ptqcore.models.class_map import load_class_map
 from ptqcore.models.registry import looks_like_model_file, resolve_model_names
@@ -41,7 +40,7 @@ def choices(valid) -> Callable[[str], tuple]:
 
 def calibrations(text: str) -> tuple:
     """Calibration methods, or ``all`` for every one."""
-    return tuple(CALIBRATIONS) if str(text).strip() == "all" else choices(CALIBRATIONS)(text)
+    return tuple(CALIBRATION_METHODS) if str(text).strip() == "all" else choices(CALIBRATION_METHODS)(text)
 
 
 def percentile(text: str) -> float:

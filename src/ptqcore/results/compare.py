@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ptqcore.environment import VOLATILE_KEYS
+from ptqcore.measure.accuracy import drop_pp
 from ptqcore.measure.significance import mann_whitney_u
 from ptqcore.records import KEY_FIELDS
 from ptqcore.results.runfile import RunFile, RunFileError, load_run_files, run_file_from_document
@@ -326,7 +327,7 @@ def _case_rows(old: CaseResult, new: CaseResult, limits: CompareLimits) -> List[
             continue
         limit = getattr(limits, metric.limit)
         if metric.kind == "points":
-            change = (after - before) * 100.0
+            change = -drop_pp(before, after)  # percentage points gained (measure.accuracy: the one drop formula)
             gain = change if metric.higher_is_better else -change
             verdict = REGRESSION if -gain > limit else IMPROVEMENT if gain > limit else SAME
             rows.append(Row(new.case, metric.name, metric.unit, before, after, change, verdict))

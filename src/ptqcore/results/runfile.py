@@ -43,6 +43,7 @@ from ptqcore.records import (
     STATUSES,
     kind_of_measurement,
     with_calibration_size,
+    with_speedups,
     with_technique,
 )
 
@@ -208,6 +209,7 @@ def run_file_from_document(document: Mapping, source: str = "<run>", allow_incom
     as_written = {str(record.get("case")): record for record in records if isinstance(record, dict)}
     records = with_calibration_size(records, document["ptqcore"].get("options"))  # runs before sweeps lack it
     records = with_technique(records)  # runs before the technique axis lack it
+    records = with_speedups(records)  # runs before speed-ups were recorded lack them
     by_case: Dict[str, Mapping] = {}
     for number, record in enumerate(records, start=1):
         _check_record(record, f"{source}: record #{number}")

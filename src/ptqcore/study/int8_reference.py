@@ -70,10 +70,11 @@ def ranges_figures(int8: Int8Inputs) -> dict:
     return {"ranges": {"method": method, "outputs": "observed range (min/max), whatever the method", **summary}}
 
 
-def int8_figures(suite: "Suite", case: Case, predictions: Predictions, reference: Predictions) -> dict:
+def int8_figures(suite: "Suite", case: Case, predictions: Predictions, reference: Predictions,
+                 fake: Predictions) -> dict:
     """How an INT8 case was quantized (recipe, ``cpu_isa``, what its ranges clipped) and its drop in
-    two parts that add up."""
-    fake = suite.int8_reference(case)
+    two parts that add up: ``reference`` (float) to ``fake`` (its fake-quant reference,
+    :func:`reference_predictions`) is quantization, ``fake`` to ``predictions`` the INT8 kernels."""
     backend = suite.backend(case.backend)
     return {
         **(ranges_figures(suite.int8_inputs(case)) if backend.int8_needs_ranges(case) else {}),

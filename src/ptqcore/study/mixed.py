@@ -130,7 +130,7 @@ def search(suite: "Suite", case: Case) -> dict:
     session and cached in the store."""
     if case.precision is not Precision.INT8_MIXED:
         raise ValueError(f"{case.id} is not an int8-mixed case")
-    return suite._once(("mixed-search", case.id), lambda: _cached_search(suite, case))
+    return suite.once(("mixed-search", case.id), lambda: _cached_search(suite, case))
 
 
 def _cached_search(suite: "Suite", case: Case) -> dict:

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optio
 
 import numpy as np
 
+from ptqcore.build.qdq_graph import QDQ_OPS, float_names, quantized_nodes
 from ptqcore.case import Case, Precision
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +70,6 @@ TASK_CANDIDATES = 8
 SENSITIVITY_VERSION = 2
 #: ``rebuild(nodes, out_path)``: the case's Q/DQ model rebuilt with ``nodes`` kept in float.
 Rebuild = Callable[[Tuple[str, ...], Path], Path]
-_QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
 def _session(model_bytes: bytes, threads: int):
@@ -117,52 +117,6 @@ def tensor_nsr(float_path: Path, qdq_path: Path, pairs: Mapping[str, str], batch
             for name in names}
 
 
-def quantized_nodes(qdq_model) -> List[Tuple[object, List[str], str]]:
-    """``(node, unrounded activation inputs, output)`` of every named node of a Q/DQ model that
-    reads at least one DequantizeLinear output: the nodes ``nodes_to_exclude`` can name. An
-    activation input is the tensor the Q/DQ pair was made from; weights (pairs made from
-    initializers) are not activations. Names are the Q/DQ model's (:func:`float_names` maps them)."""
-    initializers = {init.name for init in qdq_model.graph.initializer}
-    producer = {out: node for node in qdq_model.graph.node for out in node.output}
-    out = []
-    for node in qdq_model.graph.node:
-        if node.op_type in _QDQ or not node.name or not node.output:
-            continue
-        sources, quantized = [], False
-        for name in node.input:
-            dq = producer.get(name)
-            if dq is not None and dq.op_type == "DequantizeLinear":
-                quantized = True
-                q = producer.get(dq.input[0])
-                if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in initializers:
-                    sources.append(q.input[0])
-            elif name and name not in initializers:
-                sources.append(name)
-        if quantized:
-            out.append((node, sources, node.output[0]))
-    return out
-
-
-def float_names(qdq_model, float_model) -> Dict[str, str]:
-    """Q/DQ-model tensor -> the float model's tensor holding the same value, for every tensor of the
-    Q/DQ model that has one. A node's outputs map to the outputs of the float node of the same name:
-    ONNX Runtime's quantizer renames some (a Conv whose Relu it removes writes the Relu's output
-    name, still before the Relu, whose clipping the Q/DQ pair's range then does; a quantized graph
-    output ``X`` becomes ``X_QuantizeLinear_Input``). Other tensors keep their names."""
-    float_nodes = {node.name: node for node in float_model.graph.node if node.name}
-    known = ({out for node in float_model.graph.node for out in node.output}
-             | {inp.name for inp in float_model.graph.input})
-    out: Dict[str, str] = {}
-    for node in qdq_model.graph.node:
-        twin = float_nodes.get(node.name) if node.op_type not in _QDQ else None
-        for index, name in enumerate(node.output):
-            if twin is not None and index < len(twin.output) and twin.op_type == node.op_type:
-                out[name] = twin.output[index]
-            elif name in known:
-                out[name] = name
-    return out
-
-
 def rank(nodes: Sequence[Tuple[object, List[str], str]], nsr: Mapping[str, float],
          macs: Mapping[str, int]) -> List[dict]:
     """One entry per node whose output NSR is known, by ``added_nsr`` (largest first; ties by name):
@@ -197,7 +151,7 @@ def output_layers(qdq_model) -> List[str]:
     found: List[str] = []
     for output in qdq_model.graph.output:
         node = producer.get(output.name)
-        while node is not None and node.op_type in _QDQ and node.input:
+        while node is not None and node.op_type in QDQ_OPS and node.input:
             node = producer.get(node.input[0])
         if node is not None and node.name and node.name not in found:
             found.append(node.name)
@@ -334,7 +288,7 @@ def sensitivity(suite: "Suite", case: Case) -> dict:
                                                f"per-layer sensitivity of {case.id}")
         return ranking
 
-    return suite._once(("sensitivity", case.id), make)
+    return suite.once(("sensitivity", case.id), make)
 
 
 def read_ranking(path: Path) -> dict:

@@ -22,12 +22,12 @@ from ptqcore.backends.tensorrt.capabilities import (
     PRECISIONS,
     TrtCapabilities,
     TrtDevice,
-    _import_tensorrt,
+    import_tensorrt,
     onnx_export_for_tensorrt,
     unavailable_reason,
 )
 from ptqcore.backends.tensorrt.keys import (
-    _array_sha256,
+    array_sha256,
     cache_file,
     calibration_cache_inputs,
     engine_cache_inputs,
@@ -83,7 +83,7 @@ class TensorRTBackend(Backend):
         return None
 
     def capabilities(self) -> TrtCapabilities:
-        return TrtCapabilities.from_module(self._trt or _import_tensorrt())
+        return TrtCapabilities.from_module(self._trt or import_tensorrt())
 
     def trt_device(self) -> TrtDevice:
         if self._trt_device is None:
@@ -104,7 +104,7 @@ class TensorRTBackend(Backend):
         timing = cache_file(self.cache_dir, timing_cache_inputs(*fields, onnx_sha256), "timing.cache")
         calibration_cache = None
         if images is not None and case.precision.quantized and options.int8_strategy == "implicit-entropy":
-            images_sha = _array_sha256(images)
+            images_sha = array_sha256(images)
             inputs = calibration_cache_inputs(*fields, onnx_sha256, images_sha, options.calibration_batch_size)
             calibration_cache = cache_file(self.cache_dir, inputs, "calibration.cache")
         return replace(options, timing_cache=timing, calibration_cache=calibration_cache)

@@ -12,8 +12,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ptqcore.backends.base import Int8Inputs
 from ptqcore.backends.tensorrt.calibrator import make_entropy_calibrator
-from ptqcore.backends.tensorrt.capabilities import TrtCapabilities, _import_tensorrt
-from ptqcore.backends.tensorrt.keys import _write_atomic
+from ptqcore.backends.tensorrt.capabilities import TrtCapabilities, import_tensorrt
+from ptqcore.backends.tensorrt.keys import write_atomic
 from ptqcore.backends.tensorrt.plan import BuildPlan, TrtBuildOptions, plan_build
 from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
 from ptqcore.case import Precision
@@ -98,7 +98,7 @@ def tensorrt_qdq_onnx(int8: Int8Inputs, calibration_method: str, out_path: Path)
     return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, recipe, out_path)
 
 
-def _recording_logger(trt):
+def recording_logger(trt):
     """A ``trt.ILogger`` that keeps errors (for our error messages) and forwards warnings to logging."""
     severity = trt.ILogger.Severity
 
@@ -132,7 +132,7 @@ def _network_source(plan: BuildPlan, onnx_path: Path, out_path: Path, calibratio
                     options: TrtBuildOptions) -> Path:
     if plan.network_source == "fp16-onnx":
         return fp16_onnx_from_onnx(onnx_path, out_path.with_name(out_path.stem + ".fp16.onnx"))
-    if plan.precision in ("int8", "int8-mixed") and calibration is None:
+    if Precision(plan.precision).quantized and calibration is None:
         raise BuildError("an INT8 engine needs the prepared model and its calibration ranges", "pass calibration=Int8Inputs(...)")
     if plan.network_source == "qdq-onnx":
         return tensorrt_qdq_onnx(calibration, options.calibration_method, out_path.with_name(out_path.stem + ".qdq.onnx"))
@@ -232,13 +232,13 @@ def engine_from_onnx(
     :class:`BuildError` with the parser's or builder's own messages when TensorRT refuses.
     ``device`` is the calibrator's :class:`CudaDevice` (a stand-in in tests).
     """
-    trt = trt or _import_tensorrt()
+    trt = trt or import_tensorrt()
     caps = TrtCapabilities.from_module(trt)
     plan = plan_build(caps, precision, options)
     out_path = Path(out_path)
     source = _network_source(plan, Path(onnx_path), out_path, calibration, options)
 
-    logger = _recording_logger(trt)
+    logger = recording_logger(trt)
     builder = trt.Builder(logger)
     network_flags = 0
     for name in plan.network_flags:
@@ -265,7 +265,7 @@ def engine_from_onnx(
     with open(out_path, "wb") as handle:
         handle.write(serialized)
     if options.timing_cache is not None and caps.has_timing_cache:
-        _write_atomic(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
+        write_atomic(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
 
     calibration_status = "not used"
     if calibrator is not None and options.calibration_cache is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from ptqcore.backends.cuda import CudaDevice
-from ptqcore.backends.tensorrt.keys import _write_atomic
+from ptqcore.backends.tensorrt.keys import write_atomic
 
 
 def make_entropy_calibrator(trt, images: np.ndarray, batch_size: int, cache_path: Optional[Path], device=None):
@@ -54,7 +54,7 @@ def make_entropy_calibrator(trt, images: np.ndarray, batch_size: int, cache_path
 
         def write_calibration_cache(self, cache) -> None:
             if self.cache_path is not None:
-                _write_atomic(self.cache_path, bytes(cache))
+                write_atomic(self.cache_path, bytes(cache))
 
     return EntropyCalibrator()
 

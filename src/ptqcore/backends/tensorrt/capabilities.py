@@ -151,7 +151,7 @@ def onnx_export_for_tensorrt(version: Union[str, Tuple[int, ...]]) -> Tuple[str,
     return ("legacy", 13)
 
 
-def _import_tensorrt():
+def import_tensorrt():
     try:
         import tensorrt
     except Exception as err:
@@ -172,7 +172,7 @@ class TrtDevice:
     def current(cls, trt=None, index: int = 0) -> "TrtDevice":
         import torch
 
-        trt = trt or _import_tensorrt()
+        trt = trt or import_tensorrt()
         major, minor = torch.cuda.get_device_capability(index)
         return cls(str(trt.__version__), torch.cuda.get_device_name(index), f"{major}.{minor}")
 

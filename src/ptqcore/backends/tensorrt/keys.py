@@ -10,7 +10,7 @@ from typing import List, Sequence, Union
 import numpy as np
 
 from ptqcore.backends.tensorrt.capabilities import TrtDevice
-from ptqcore.backends.tensorrt.plan import TrtBuildOptions, _precision_name
+from ptqcore.backends.tensorrt.plan import TrtBuildOptions, precision_name
 from ptqcore.case import Precision
 from ptqcore.store import stable_key
 
@@ -44,7 +44,7 @@ def engine_cache_inputs(
         "artifact": "tensorrt-engine",
         **_device_fields(trt_version, gpu_name, compute_capability),
         "source_sha256": _hashes(source_sha256),
-        "precision": _precision_name(precision),
+        "precision": precision_name(precision),
         "options": opts,
     }
 
@@ -77,7 +77,7 @@ def cache_file(cache_dir: Path, inputs: dict, filename: str) -> Path:
 
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -86,7 +86,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 
-def _array_sha256(images: np.ndarray) -> str:
+def array_sha256(images: np.ndarray) -> str:
     import hashlib
 
     array = np.ascontiguousarray(images)

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from ptqcore.backends.tensorrt.capabilities import INT8_STRATEGIES, PRECISIONS, TrtCapabilities
-from ptqcore.build.quantize import CALIBRATIONS
-from ptqcore.case import Precision
+from ptqcore.case import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Precision
 from ptqcore.errors import PtqError
 
 
@@ -31,7 +30,7 @@ class TrtBuildOptions:
     batch_size: int = 1
     workspace_mib: Optional[int] = None
     int8_strategy: str = "explicit"
-    calibration_method: str = "minmax"
+    calibration_method: str = DEFAULT_CALIBRATION
     fp16_fallback: bool = True
     tf32: bool = True
     detailed_profiling: bool = True
@@ -46,8 +45,8 @@ class TrtBuildOptions:
             raise ValueError("workspace_mib must be >= 1 (or None for TensorRT's default)")
         if self.int8_strategy not in INT8_STRATEGIES:
             raise ValueError(f"int8_strategy must be one of {INT8_STRATEGIES}, got {self.int8_strategy!r}")
-        if self.calibration_method not in CALIBRATIONS:
-            raise ValueError(f"calibration_method must be one of {CALIBRATIONS}, got {self.calibration_method!r}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got {self.calibration_method!r}")
 
     def key_fields(self) -> dict:
         fields = asdict(self)
@@ -75,7 +74,7 @@ class BuildPlan:
     calibrator: bool
 
 
-def _precision_name(precision: Union[str, Precision]) -> str:
+def precision_name(precision: Union[str, Precision]) -> str:
     name = precision.value if isinstance(precision, Precision) else str(precision)
     if name not in PRECISIONS:
         raise ValueError(f"TensorRT engines are built in {PRECISIONS}, not {name!r}")
@@ -87,7 +86,7 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
 
     Raises :class:`PtqError` for a strategy the version cannot do (``implicit-entropy`` on 11).
     """
-    precision = _precision_name(precision)
+    precision = precision_name(precision)
     typed = caps.strongly_typed
     network_flags = tuple(
         name

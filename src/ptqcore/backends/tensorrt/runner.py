@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ptqcore.backends.cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
-from ptqcore.backends.tensorrt.build import _recording_logger
-from ptqcore.backends.tensorrt.capabilities import INSTALL_HINT, TrtCapabilities, _import_tensorrt
+from ptqcore.backends.tensorrt.build import recording_logger
+from ptqcore.backends.tensorrt.capabilities import INSTALL_HINT, TrtCapabilities, import_tensorrt
 from ptqcore.backends.tensorrt.census import engine_census
 from ptqcore.errors import BuildError
 
@@ -72,8 +72,8 @@ def _load_engine(trt, logger, engine_path: Path):
 
 def engine_io_shapes(engine_path: Path, trt=None) -> Dict[str, dict]:
     """Name -> ``{"input": bool, "shape": [...], "profile": [min, opt, max] or None}`` of an engine file."""
-    trt = trt or _import_tensorrt()
-    _runtime, engine = _load_engine(trt, _recording_logger(trt), engine_path)
+    trt = trt or import_tensorrt()
+    _runtime, engine = _load_engine(trt, recording_logger(trt), engine_path)
     return {
         t.name: {"input": t.is_input, "shape": list(t.shape), "profile": [list(s) for s in t.profile] if t.profile else None}
         for t in _engine_tensors(engine, trt, TrtCapabilities.from_module(trt))
@@ -121,13 +121,13 @@ class TrtRunner(GpuRunner):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def activate(self) -> None:
-        trt = self._trt = self._trt or _import_tensorrt()
+        trt = self._trt = self._trt or import_tensorrt()
         caps = TrtCapabilities.from_module(trt)
         if not (caps.has_v3_execution or caps.has_bindings_api):
             raise BuildError(f"TensorRT {trt.__version__} has neither execute_async_v3 nor execute_async_v2", INSTALL_HINT)
         self._v3 = caps.has_v3_execution and caps.has_io_tensor_api
         device = self._device = self._device or CudaDevice(self.device_index)
-        self._logger = _recording_logger(trt)
+        self._logger = recording_logger(trt)
         self._runtime, self.engine = _load_engine(trt, self._logger, self.engine_path)
         self.context = self.engine.create_execution_context()
         self._stream = device.new_stream()
@@ -177,6 +177,8 @@ class TrtRunner(GpuRunner):
         if self._graph is None or not self._last_was_replay:
             return {"cuda_graph": False, "cuda_graph_reason": f"not captured yet (graph_warmup={self.graph_warmup})"}
         return {"cuda_graph": True, "cuda_graph_reason": None}
+
+    has_census = True
 
     def census(self) -> Optional[dict]:
         """:func:`engine_census` of the loaded engine (call while active), with :meth:`graph_status`

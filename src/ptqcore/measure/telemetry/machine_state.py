@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ptqcore.environment import UNKNOWN, _cpu_mhz, _power_mode
+from ptqcore.environment import UNKNOWN, read_cpu_mhz, read_power_mode
 from ptqcore.measure.stats import LatencyStats
 from ptqcore.measure.telemetry import sysfs
 
@@ -36,7 +36,7 @@ MAX_CV = 0.10
 def machine_state(root: Path = Path("/")) -> Dict[str, object]:
     """The facts in the module docstring, read under ``root``."""
     root = Path(root)
-    mode_id, mode_name = _power_mode(
+    mode_id, mode_name = read_power_mode(
         sysfs.read_text(root / "var/lib/nvpmodel/status"), sysfs.read_text(root / "etc/nvpmodel.conf")
     )
     pinned, detail = jetson_clocks_state(root)
@@ -46,7 +46,7 @@ def machine_state(root: Path = Path("/")) -> Dict[str, object]:
         "power_mode_id": mode_id,
         "jetson_clocks": pinned,
         "jetson_clocks_detail": detail,
-        "cpu_mhz": _cpu_mhz(root / "sys/devices/system/cpu"),
+        "cpu_mhz": read_cpu_mhz(root / "sys/devices/system/cpu"),
         "gpu_mhz": UNKNOWN if gpu is None else gpu,
         "emc_mhz": UNKNOWN if emc is None else emc,
         "temperatures_c": sysfs.thermal_zones(root),

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ptqcore.environment import GPU_DEVFREQ_NAMES, UNKNOWN, _cpu_mhz, _gpu_mhz
+from ptqcore.environment import GPU_DEVFREQ_NAMES, UNKNOWN, read_cpu_mhz, read_gpu_mhz
 
 GPU_LOAD_FILES = (
     "sys/devices/gpu.0/load",
@@ -94,7 +94,7 @@ def gpu_load_percent(path: Path) -> Optional[float]:
 
 def gpu_mhz(root: Path) -> Optional[float]:
     """The integrated GPU's current clock in MHz (from :mod:`ptqcore.environment`'s reader), or None."""
-    mhz = _gpu_mhz(root / "sys/class/devfreq")
+    mhz = read_gpu_mhz(root / "sys/class/devfreq")
     return None if mhz == UNKNOWN else float(mhz)
 
 
@@ -108,7 +108,7 @@ def online_cpufreq_dirs(root: Path) -> List[Path]:
 
 def cpu_mhz_max(root: Path) -> Optional[float]:
     """The highest current clock among the CPUs, in MHz (idle cores sit lower), or None."""
-    clocks = _cpu_mhz(root / "sys/devices/system/cpu")
+    clocks = read_cpu_mhz(root / "sys/devices/system/cpu")
     return None if clocks == UNKNOWN else float(max(clocks.values()))
 
 

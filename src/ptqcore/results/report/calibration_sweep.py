@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from ptqcore.results.report.content import CaseView
-from ptqcore.results.report.figures import _save, blended_transform_factory, plt
+from ptqcore.results.report.figures import blended_transform_factory, plt, save_figure
 from ptqcore.results.report.page import Table
 
 #: One colour per calibration method; others are drawn grey.
@@ -125,4 +125,4 @@ def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
         labels.append("hatched: the case failed a check")
     shown = [ax for row in axes for ax in row][len(groups) - 1]
     shown.legend(handles, labels, loc="best", fontsize=7, title="calibration", title_fontsize=7)
-    return _save(fig, path, "INT8 top-1 drop per calibration method and size", footer)
+    return save_figure(fig, path, "INT8 top-1 drop per calibration method and size", footer)

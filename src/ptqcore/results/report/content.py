@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ptqcore.case import DEFAULT_TECHNIQUE, PRECISION_NAMES
-from ptqcore.records import KEY_FIELDS, speedups
+from ptqcore.records import KEY_FIELDS
 from ptqcore.results.compare import Run, run_from_file
 from ptqcore.results.runfile import load_run_files
 
@@ -167,16 +167,8 @@ def case_views(records: Sequence[Mapping]) -> Tuple[CaseView, ...]:
         label = " ".join([str(record.get("model")), *technique, str(record.get("precision")), str(record.get("backend"))]
                          + [f"{LABEL_PREFIXES.get(name, '')}{record.get(name)}" for name in varying
                             if record.get(name) is not None])
-        ratios = _speedups(record, records)
-        views.append(CaseView(record, label, ratios["speedup_vs_base"], ratios["speedup_vs_fp32"]))
+        views.append(CaseView(record, label, number(record.get("speedup_vs_base")), number(record.get("speedup_vs_fp32"))))
     return tuple(views)
-
-
-def _speedups(record: Mapping, records: Sequence[Mapping]) -> Dict[str, Optional[float]]:
-    """The record's own ``speedup_vs_*`` figures, or, for runs written before they were recorded,
-    the same figures computed by :func:`ptqcore.records.speedups` (same device only)."""
-    computed = speedups(record, records)
-    return {name: number(record[name]) if name in record else computed[name] for name in computed}
 
 
 def measured(cases: Sequence[CaseView], *path: str) -> bool:

@@ -42,7 +42,7 @@ def _figure(rows: int, columns: int = 1, width: float = 12.0, row_height: float 
     return fig, list(axes[0])
 
 
-def _save(fig, path: Path, title: str, footer: str) -> bool:
+def save_figure(fig, path: Path, title: str, footer: str) -> bool:
     fig.suptitle(title, fontsize=13, fontweight="bold")
     fig.text(0.01, 0.005, footer, fontsize=8, color="#555", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
@@ -125,7 +125,7 @@ def latency(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     ax.set_xlabel("latency per batch, ms" + (" (log scale)" if log else ""))
     whisker = [plt.Line2D([], [], color="black", marker="|", markersize=9, label="whisker: p90, tick: p99")]
     _precision_legend(ax, cases, whisker)
-    return _save(fig, path, "Latency p50 per model x precision", footer)
+    return save_figure(fig, path, "Latency p50 per model x precision", footer)
 
 
 def throughput_speedup(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
@@ -145,7 +145,7 @@ def throughput_speedup(cases: Sequence[CaseView], path: Path, footer: str) -> bo
         ax.set_xlabel(f"{label} (p50 / p50), x")
         _rows(ax, cases)
     _precision_legend(right, cases)
-    return _save(fig, path, "Throughput and speed-up", footer)
+    return save_figure(fig, path, "Throughput and speed-up", footer)
 
 
 def drop_split(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
@@ -169,7 +169,7 @@ def drop_split(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     ax.set_xlabel("top-1 drop, pp: quantization (ranges, rounding) + kernels (backend vs fake-quant reference)")
     ax.legend(handles=[Patch(color="#9ecae1", label="quantization"), Patch(color="#de2d26", label="kernels (loss)"),
                        Patch(color="#31a354", label="kernels (gain)")], fontsize=8, loc="lower right")
-    return _save(fig, path, "INT8 accuracy drop: quantization vs kernels", footer)
+    return save_figure(fig, path, "INT8 accuracy drop: quantization vs kernels", footer)
 
 
 def _spread(rounds: Sequence[float], median: float) -> List[List[float]]:
@@ -205,7 +205,7 @@ def overhead(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     ax.legend(handles=[Patch(color=PHASE_COLORS["export"], label="export (phase 1)"),
                        Patch(facecolor=PHASE_COLORS["build"], hatch="..", label="build (phase 2)")],
               fontsize=8, loc="lower right")
-    return _save(fig, path, "Compression overhead per phase", footer)
+    return save_figure(fig, path, "Compression overhead per phase", footer)
 
 
 def size(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
@@ -230,7 +230,7 @@ def size(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     _rows(ax, cases)
     ax.set_xlabel(f"model file size, {unit}")
     _precision_legend(ax, cases, [Patch(color="#c7c7c7", label="before (base model)")])
-    return _save(fig, path, "Model size before and after compression", footer)
+    return save_figure(fig, path, "Model size before and after compression", footer)
 
 
 def accuracy(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
@@ -260,7 +260,7 @@ def accuracy(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     _rows(ax, cases)
     ax.set_xlabel("top-1 accuracy, % (axis zoomed: it does not start at 0)")
     _precision_legend(ax, cases, [Patch(color="#c7c7c7", label="before (base model)")])
-    return _save(fig, path, "Top-1 accuracy before and after compression", footer)
+    return save_figure(fig, path, "Top-1 accuracy before and after compression", footer)
 
 
 def tradeoff(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
@@ -290,7 +290,7 @@ def tradeoff(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     ax.legend(handles=[Patch(color=COLORS.get(p, "#8c564b"), label=p)
                        for p in dict.fromkeys(c.precision for c in points)], fontsize=8,
               title="marker area = model size", title_fontsize=8, loc="best")
-    return _save(fig, path, "Trade-off: accuracy drop vs speed-up", footer)
+    return save_figure(fig, path, "Trade-off: accuracy drop vs speed-up", footer)
 
 
 #: Per-phase resource panels: (summary key, peak key or None, axis label, scale).
@@ -336,7 +336,7 @@ def resources(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
         ax.set_xlabel(label)
     axes[-1].legend(handles=[Patch(color=PHASE_COLORS.get(p, "#8c564b"), label=p) for p in phases],
                     fontsize=8, loc="lower right")
-    return _save(fig, path, "Resource use per phase", footer)
+    return save_figure(fig, path, "Resource use per phase", footer)
 
 
 #: Raw-sample quantities drawn over time: (reading key, axis label, scale).
@@ -393,7 +393,7 @@ def over_time(case: CaseView, path: Path, footer: str) -> bool:
         ax.set_ylabel(label, fontsize=9)
         ax.grid(color="#ddd", linewidth=0.6)
     axes[-1].set_xlabel("time, s (phases laid end to end; each phase from its own start)")
-    return _save(fig, path, f"Resource use over time: {case.label}", footer)
+    return save_figure(fig, path, f"Resource use over time: {case.label}", footer)
 
 
 def side_by_side(rows: Sequence[Tuple[str, List[Optional[CaseView]]]], names: Sequence[str], path: Path,
@@ -431,7 +431,7 @@ def side_by_side(rows: Sequence[Tuple[str, List[Optional[CaseView]]]], names: Se
         ax.grid(axis="x", color="#ddd", linewidth=0.6)
     axes[-1].legend(handles=[Patch(color=RUN_COLORS[i % len(RUN_COLORS)], label=n) for i, n in enumerate(names)],
                     fontsize=8, loc="lower right")
-    return _save(fig, path, "Runs side by side", footer)
+    return save_figure(fig, path, "Runs side by side", footer)
 
 
 def _percent(value: Optional[float]) -> Optional[float]:

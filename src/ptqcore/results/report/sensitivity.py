@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ptqcore.results.report.content import CaseView
-from ptqcore.results.report.figures import _save, plt
+from ptqcore.results.report.figures import plt, save_figure
 from ptqcore.results.report.page import Table
 
 #: Layers per panel.
@@ -65,7 +65,7 @@ def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
         ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color="#d62728"), plt.Rectangle((0, 0), 1, 1, color="#ff7f0e")]
     flat[len(panels) - 1].legend(handles, ["INT8", "kept in float by int8-mixed"], loc="lower right", fontsize=7)
-    return _save(fig, path, f"Top {TOP} layers by the error their INT8 quantization adds", footer)
+    return save_figure(fig, path, f"Top {TOP} layers by the error their INT8 quantization adds", footer)
 
 
 def _fmt(value, spec: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ptqcore.results.report.content import CaseView
-from ptqcore.results.report.figures import _save, plt
+from ptqcore.results.report.figures import plt, save_figure
 from ptqcore.results.report.page import Table
 
 NOT_MEASURED = "–"
@@ -162,5 +162,5 @@ def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TECHNIQUE_COLORS.values()]
     axes[0][-1].legend(handles, list(TECHNIQUE_COLORS), loc="best", fontsize=7, title="technique (mean rank)",
                        title_fontsize=7)
-    return _save(fig, path, "Compression techniques per model, best mean rank first", footer)
+    return save_figure(fig, path, "Compression techniques per model, best mean rank first", footer)
 

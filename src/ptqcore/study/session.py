@@ -1,0 +1,51 @@
+"""The suite with what looks across its cases or layers: the session object the plugin hands out.
+
+:class:`Study` is a :class:`~ptqcore.suite.Suite` whose two hooks are filled from this layer: the
+float layers of an ``int8-mixed`` build (:mod:`ptqcore.study.mixed`'s search, ranked by
+:mod:`ptqcore.study.sensitivity`) and the figures a record gets beside its own accuracy and size
+(the INT8 drop split against the fake-quant reference, :mod:`ptqcore.study.int8_reference`; the
+``int8-mixed`` search; technique figures, :mod:`ptqcore.study.techniques`). The suite never imports
+this module: it calls its own methods, which this class overrides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ptqcore.case import DEFAULT_TECHNIQUE, Case, Precision
+from ptqcore.measure.accuracy import Predictions
+from ptqcore.models.technique_models import technique_base_case
+from ptqcore.study.int8_reference import int8_figures, reference_predictions
+from ptqcore.study.mixed import float_nodes, mixed_figures
+from ptqcore.study.techniques import technique_figures
+from ptqcore.suite import Suite
+
+
+class Study(Suite):
+    """A :class:`~ptqcore.suite.Suite` that also runs the studies of its cases (see the module docstring)."""
+
+    def float_layers(self, case: Case) -> tuple:
+        """The nodes the INT8 build of ``case`` keeps in float: the search's for ``int8-mixed``, else none."""
+        return float_nodes(self, case)
+
+    def int8_reference(self, case: Case) -> Predictions:
+        """Predictions of the fake-quant reference of an INT8 case (:mod:`ptqcore.study.int8_reference`), once."""
+        return self.once(("int8-reference",) + self.artifact_identity(case), lambda: reference_predictions(self, case))
+
+    def study_figures(self, case: Case, figures: dict) -> dict:
+        """The INT8 split of a quantized case (against its technique's own model where it has one),
+        the ``int8-mixed`` search, and technique figures when the run has techniques."""
+        out: dict = {}
+        if case.precision.quantized:
+            predictions = self.predictions(case)
+            if case.technique == DEFAULT_TECHNIQUE:
+                own = self.predictions(self.reference_case(case))
+            else:
+                own = self.predictions(technique_base_case(case))
+            out.update(int8_figures(self, case, predictions, own, self.int8_reference(case)))
+        if case.precision is Precision.INT8_MIXED:
+            out.update(mixed_figures(self, case))
+        if self.techniques != (DEFAULT_TECHNIQUE,):
+            path = Path(figures["artifact_path"]) if "artifact_path" in figures else self.base_model(case.model).file.path
+            out.update(technique_figures(self, case, path, {**figures, **out}))
+        return out
