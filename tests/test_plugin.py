@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ptqcore.results.runfile import load_run_file
+
 pytest_plugins = ["pytester"]
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -159,7 +161,7 @@ def test_full_tiny_run_writes_every_figure_and_record(project):
             assert {"export", "build", "inference"} <= set(info["resources"])
         assert info["resources"]["inference"]["rss_bytes_peak"] > 0
         assert "energy_j_per_inference" in info  # None here: this machine has no power sensor
-    records = {r["case"]: r for r in output["ptqcore"]["records"]}
+    records = {r.case_id: r for r in load_run_file(pytester.path / "out.json").records}
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["limits"]["reason"].startswith("the tiny model")
     assert output["ptqcore"]["schema_version"] == 2
     session = output["ptqcore"]["session"]  # every selected test ran to its end
@@ -191,7 +193,7 @@ def test_a_failing_case_leaves_the_others_and_is_recorded(project):
         "*x < 50.0x (defaults in strict.toml)*",
         "FAILED*test_size_reduction[[]tiny_cnn-fp16-onnxruntime-cpu-b1[]]*",
     ])
-    records = {r["case"]: r for r in json.loads(pytester.path.joinpath("out.json").read_text())["ptqcore"]["records"]}
+    records = {r["case"]: r for r in load_run_file(pytester.path / "out.json", allow_incomplete=True).records}
     assert records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["status"] == "failed"
     assert "test_size_reduction" in records["tiny_cnn-fp16-onnxruntime-cpu-b1"]["problems"][0]
     assert records["tiny_cnn-int8-onnxruntime-cpu-b1"]["status"] == "passed"
@@ -200,6 +202,7 @@ def test_a_failing_case_leaves_the_others_and_is_recorded(project):
 def test_benchmark_entries_name_their_case_by_id_not_unserializable(pytester, tiny_cache, tiny_cli_options):
     pytester.makepyfile(test_one='''
 import pytest
+from ptqcore.results.runfile import load_run_file
 
 @pytest.mark.ptq_cases(select="base")
 def test_tick(case, benchmark):

@@ -41,8 +41,9 @@ benchmark entry's ``extra_info`` names its case and its :data:`ENTRY_KINDS` ``ki
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case, Precision
 
@@ -140,7 +141,8 @@ SPEEDUP_REFERENCES = {
 }
 
 
-def _p50(record: Mapping) -> Optional[float]:
+def latency_p50(record: Mapping) -> Optional[float]:
+    """The record's latency median (ms), or None where it has none (or a non-positive one)."""
     latency = record.get("latency_ms")
     value = latency.get("p50") if isinstance(latency, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -148,15 +150,98 @@ def _p50(record: Mapping) -> Optional[float]:
     return float(value)
 
 
+def record_key(record: Mapping) -> tuple:
+    """What matches a record to the same case in another run: its :data:`KEY_FIELDS` values."""
+    return tuple(record.get(name) for name in KEY_FIELDS)
+
+
+class RecordError(ValueError):
+    """A record that does not fit the schema (:data:`RECORD_FIELDS`): the message names the field."""
+
+
+_JSON_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true/false", list: "a list", dict: "an object"}
+
+
+def _of_type(value, types: Tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, (int, float)) and (int in types or float in types):
+        return True  # counts may come back as 3.0 from other JSON writers: a number is what matters
+    return isinstance(value, types)
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Record(dict):
+    """One case's record: the JSON object itself (a dict: written as is, equal to the dict it was
+    read from) with its identity and figures read through typed properties.
+
+    Made in two places only: :meth:`RecordBook.as_list` (the writer: every figure goes in through
+    :meth:`RecordBook.update`) and :meth:`checked` (the loader, :mod:`ptqcore.results.runfile`, which
+    compare, report, ``scripts/accept_tensorrt.py`` and the tests read runs with)."""
+
+    @classmethod
+    def checked(cls, value, where: str) -> "Record":
+        """``value`` as a :class:`Record` once it fits :data:`RECORD_FIELDS`; else a :class:`RecordError`
+        that names ``where``, the case and the field."""
+        if not isinstance(value, dict):
+            raise RecordError(f"{where} is not an object")
+        missing = [name for name in ("case", "status", *KEY_FIELDS) if name not in value]
+        if missing:
+            raise RecordError(f"{where} lacks {', '.join(missing)}")
+        odd = [name for name in KEY_FIELDS if not isinstance(value[name], (str, int, float, type(None)))]
+        if odd:
+            raise RecordError(f"{where} has a non-scalar {', '.join(odd)}")
+        if value["status"] not in STATUSES:
+            raise RecordError(f"{where} ({value['case']}) has unknown status {value['status']!r}"
+                              f" (status must be one of {', '.join(STATUSES)})")
+        for name, types in RECORD_FIELDS.items():
+            figure = value.get(name)
+            if figure is not None and not _of_type(figure, types):
+                expected = " or ".join(_JSON_NAMES[t] for t in types)
+                raise RecordError(f"{where} ({value['case']}): {name} = {_short(figure)} is not {expected}")
+        return cls(value)
+
+    @property
+    def case_id(self) -> str:
+        return str(self["case"])
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self["precision"])
+
+    @property
+    def status(self) -> str:
+        return str(self["status"])
+
+    @property
+    def key(self) -> tuple:
+        """:func:`record_key`."""
+        return record_key(self)
+
+    @property
+    def p50_ms(self) -> Optional[float]:
+        """:func:`latency_p50`."""
+        return latency_p50(self)
+
+    def number(self, name: str) -> Optional[float]:
+        """Figure ``name`` as a float, or None where it was not measured (never a bool)."""
+        value = self.get(name)
+        return None if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+
+
 def speedups(record: Mapping, records: Sequence[Mapping]) -> Dict[str, Optional[float]]:
     """``speedup_vs_fp32`` and ``speedup_vs_base`` of ``record`` among ``records`` (one run):
     the reference case's latency p50 / this case's p50, each None where either is missing.
     References are found only on the same device, so no speed-up divides a GPU by a CPU."""
     out: Dict[str, Optional[float]] = {}
-    mine = _p50(record)
+    mine = latency_p50(record)
     for name, (precision, keys) in SPEEDUP_REFERENCES.items():
-        reference = next((_p50(r) for r in records if r.get("precision") == precision
-                          and all(r.get(k) == record.get(k) for k in keys) and _p50(r) is not None), None)
+        reference = next((latency_p50(r) for r in records if r.get("precision") == precision
+                          and all(r.get(k) == record.get(k) for k in keys) and latency_p50(r) is not None), None)
         out[name] = None if mine is None or reference is None else reference / mine
     return out
 
@@ -213,7 +298,7 @@ class CaseRecord:
             return "incomplete"
         return self.status
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> "Record":
         """The record: identity and outcome (the book's own, never overridden by a figure of the
         same name), then the figures."""
         owned = {
@@ -225,7 +310,7 @@ class CaseRecord:
             "problems": list(self.problems),
             "tests_not_finished": self.unfinished,
         }
-        return {**owned, **{k: v for k, v in self.figures.items() if k not in owned}}
+        return Record({**owned, **{k: v for k, v in self.figures.items() if k not in owned}})
 
 
 class RecordBook:
@@ -283,7 +368,7 @@ class RecordBook:
                 "tests_selected": selected, "tests_finished": finished, "cases": len(records),
                 "cases_by_status": counts}
 
-    def as_list(self) -> List[dict]:
+    def as_list(self) -> List[Record]:
         """Every record as a dict, with the speed-ups that need the other records of the run."""
         records = [record.as_dict() for record in self._records.values()]
         for record in records:

@@ -40,7 +40,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ptqcore.environment import VOLATILE_KEYS
 from ptqcore.measure.accuracy import drop_pp
 from ptqcore.measure.significance import mann_whitney_u
-from ptqcore.records import KEY_FIELDS
+from ptqcore.records import KEY_FIELDS, record_key
 from ptqcore.results.runfile import RunFile, RunFileError, load_run_files, run_file_from_document
 from ptqcore.thresholds import CompareLimits
 
@@ -152,7 +152,7 @@ def _case_result(record: Mapping, where: str, samples: Mapping[str, Tuple[float,
     values = {metric.name: _number(record, metric.path, f"{where} ({record['case']})") for metric in METRICS}
     problems = record.get("problems") or []
     return CaseResult(
-        key=tuple(record[name] for name in KEY_FIELDS),
+        key=record_key(record),
         case=str(record["case"]),
         status=record["status"],
         problems=tuple(str(problem) for problem in problems),

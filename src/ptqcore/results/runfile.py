@@ -37,10 +37,11 @@ from ptqcore.errors import PtqError, error_line
 from ptqcore.measure.stats import percentile
 from ptqcore.records import (
     ENTRY_KINDS,
-    KEY_FIELDS,
     RECORD_FIELDS,
     SCHEMA_VERSION,
     STATUSES,
+    Record,
+    RecordError,
     kind_of_measurement,
     with_calibration_size,
     with_speedups,
@@ -211,8 +212,13 @@ def run_file_from_document(document: Mapping, source: str = "<run>", allow_incom
     records = with_technique(records)  # runs before the technique axis lack it
     records = with_speedups(records)  # runs before speed-ups were recorded lack them
     by_case: Dict[str, Mapping] = {}
+    checked = []
     for number, record in enumerate(records, start=1):
-        _check_record(record, f"{source}: record #{number}")
+        try:
+            record = Record.checked(record, f"{source}: record #{number}")
+        except RecordError as err:
+            raise RunFileError(str(err), _RERUN) from None
+        checked.append(record)
         if version >= SESSION_SCHEMA:
             _check_case_id(record, f"{source}: record #{number}")
         if str(record["case"]) in by_case:
@@ -228,7 +234,7 @@ def run_file_from_document(document: Mapping, source: str = "<run>", allow_incom
     session = document["ptqcore"].get("session")
     notes = _check_session(session, version, records, source, allow_incomplete)
     machine = document.get("machine_info")
-    return RunFile(source, version, tuple(records), tuple(e for e in entries if e.case),
+    return RunFile(source, version, tuple(checked), tuple(e for e in entries if e.case),
                    machine if isinstance(machine, dict) else {}, session if version >= SESSION_SCHEMA else None,
                    notes)
 
@@ -302,25 +308,6 @@ def _supported() -> str:
     return ", ".join(map(str, SUPPORTED_SCHEMAS))
 
 
-def _check_record(record, where: str) -> None:
-    if not isinstance(record, dict):
-        raise RunFileError(f"{where} is not an object", _RERUN)
-    missing = [name for name in ("case", "status", *KEY_FIELDS) if name not in record]
-    if missing:
-        raise RunFileError(f"{where} lacks {', '.join(missing)}", _RERUN)
-    odd = [name for name in KEY_FIELDS if not isinstance(record[name], (str, int, float, type(None)))]
-    if odd:
-        raise RunFileError(f"{where} has a non-scalar {', '.join(odd)}", _RERUN)
-    if record["status"] not in STATUSES:
-        raise RunFileError(f"{where} ({record['case']}) has unknown status {record['status']!r}",
-                           f"status must be one of {', '.join(STATUSES)}: {_RERUN}")
-    for name, types in RECORD_FIELDS.items():
-        value = record.get(name)
-        if value is not None and not _of_type(value, types):
-            expected = " or ".join(_JSON_NAMES[t] for t in types)
-            raise RunFileError(f"{where} ({record['case']}): {name} = {_short(value)} is not {expected}", _RERUN)
-
-
 def _check_case_id(record: Mapping, where: str) -> None:
     """The record's ``case`` id must be the id of its identity fields (the plugin writes both from one
     :class:`~ptqcore.case.Case`): compare matches cases by the fields and labels them by the id."""
@@ -332,22 +319,6 @@ def _check_case_id(record: Mapping, where: str) -> None:
     if expected != record["case"]:
         raise RunFileError(f"{where}: case {record['case']} does not match its fields (they name {expected})",
                            _DAMAGED)
-
-
-_JSON_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true/false", list: "a list", dict: "an object"}
-
-
-def _of_type(value, types: Tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in types
-    if isinstance(value, (int, float)) and (int in types or float in types):
-        return True  # counts may come back as 3.0 from other JSON writers: a number is what matters
-    return isinstance(value, types)
-
-
-def _short(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _entry(entry, source: str) -> Entry:

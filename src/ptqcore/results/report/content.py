@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ptqcore.case import DEFAULT_TECHNIQUE, PRECISION_NAMES
-from ptqcore.records import KEY_FIELDS
+from ptqcore.records import record_key
 from ptqcore.results.compare import Run, run_from_file
 from ptqcore.results.runfile import load_run_files
 
@@ -58,7 +58,7 @@ class CaseView:
 
     @property
     def key(self) -> tuple:
-        return tuple(self.record.get(name) for name in KEY_FIELDS)
+        return record_key(self.record)
 
     @property
     def status(self) -> str:
