@@ -28,7 +28,7 @@ MAX_LINES = 500
 #: Layer name -> the modules in it (a dotted prefix under ``ptqcore``; ``""`` is the package root's own
 #: ``__init__``). A module may import its own layer and those listed before it, never one after it.
 LAYERS: Sequence[Tuple[str, Tuple[str, ...]]] = (
-    ("core", ("", "errors", "case", "records", "store", "environment", "markup", "cpu_isa", "thresholds")),
+    ("core", ("", "errors", "case", "records", "store", "environment", "cpu_isa")),
     ("models", ("models",)),
     ("build", ("build",)),
     ("measure", ("measure",)),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ptqcore.errors import PtqError, ThresholdsError
 from ptqcore.measure.significance import mann_whitney_u
 from ptqcore.measure.stats import LatencyStats
+from ptqcore.options.thresholds import CompareLimits, parse_thresholds
 from ptqcore.results.compare import (
     IMPROVEMENT,
     MIN_SAMPLES,
@@ -24,7 +25,6 @@ from ptqcore.results.compare import (
     load_runs,
     run_from_document,
 )
-from ptqcore.thresholds import CompareLimits, parse_thresholds
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"

@@ -1,4 +1,4 @@
-"""Record text never becomes markup: :mod:`ptqcore.markup` checked by a real CommonMark + GFM-table
+"""Record text never becomes markup: :mod:`ptqcore.results.markup` checked by a real CommonMark + GFM-table
 parser (markdown-it-py) on any text, and ``compare --markdown`` / ``report`` fed a failed record
 whose problem is markup, pipes and line breaks."""
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from ptqcore.cli import main
-from ptqcore.markup import html_text, md_cell, md_code, md_text, one_line
+from ptqcore.results.markup import html_text, md_cell, md_code, md_text, one_line
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 FAILING = "tiny_cnn-fp32-onnxruntime-cpu-b1"

@@ -7,7 +7,7 @@ import pytest
 from ptqcore.cli import main
 from ptqcore.errors import ThresholdsError
 from ptqcore.models.data import DATASETS
-from ptqcore.thresholds import CompareLimits, check_names, load_thresholds, parse_thresholds
+from ptqcore.options.thresholds import CompareLimits, check_names, load_thresholds, parse_thresholds
 
 NOT_FINITE = ["nan", "inf", "-inf", "+nan"]
 

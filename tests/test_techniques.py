@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from ptqcore.case import DEFAULT_PRECISIONS, Case, Precision, build_matrix
 from ptqcore.models import techniques
 from ptqcore.options import technique_parsers
+from ptqcore.options.thresholds import ThresholdsError, default_thresholds, parse_thresholds
 from ptqcore.records import KEY_FIELDS, RECORD_FIELDS, speedups, with_technique
-from ptqcore.thresholds import ThresholdsError, default_thresholds, parse_thresholds
 
 DEVICES = {"onnxruntime": "cpu"}
 

@@ -93,7 +93,7 @@ def test_fp16_on_11_parses_an_fp16_onnx_with_fp32_inputs_and_outputs(model, tmp_
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_int8_is_built_from_a_qdq_onnx_made_from_the_shared_ranges(model, tmp_path, version):
-    trt, info = build(model, tmp_path, version, "int8", calibration_method="minmax")
+    trt, info = build(model, tmp_path, version, "int8")
     (parse,) = trt.calls_named("parse")
     assert parse[1] == str(info.network_source) and info.network_source.name.endswith(".qdq.onnx")
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= set(parse[2])
@@ -221,12 +221,12 @@ def test_int8_without_calibration_inputs_is_refused(model, tmp_path):
 def test_backend_builds_per_case_with_keyed_cache_files(model, tmp_path):
     trt = make_tensorrt("10.3.0.30")
     device = TrtDevice("10.3.0.30", "Orin", "8.7")
-    backend = TensorRTBackend(TrtBuildOptions(workspace_mib=256, calibration_method="entropy"), cache_dir=tmp_path / "cache",
+    backend = TensorRTBackend(TrtBuildOptions(workspace_mib=256, calibration_method="minmax"), cache_dir=tmp_path / "cache",
                               trt=trt, device=FakeCudaDevice(trt), trt_device=device)
-    case = Case("tiny", Precision.INT8, "tensorrt", "cuda", 4, "minmax")  # the case's method wins
+    case = Case("tiny", Precision.INT8, "tensorrt", "cuda", 4, "entropy")  # the case's method wins
     assert backend.versions() == {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7"}
     info = backend.build_engine(case, model[0], tmp_path / "model.engine", model[1])
-    assert info.profile["max"][0] == 4 and info.options["calibration_method"] == "minmax"
+    assert info.profile["max"][0] == 4 and info.options["calibration_method"] == "entropy"
     assert info.timing_cache.startswith(str(tmp_path / "cache" / "tensorrt" / "tensorrt-timing-cache"))
     other_gpu = TensorRTBackend(cache_dir=tmp_path / "cache", trt=trt, trt_device=TrtDevice("10.3.0.30", "Orin Nano", "8.7"))
     sha = file_sha256(model[0])

@@ -26,7 +26,7 @@ def test_float_layers_get_no_qdq_pair_in_the_network_tensorrt_parses(model, tmp_
     conv = _conv_name(int8.prepared_onnx)
     mixed = Int8Inputs(int8.prepared_onnx, int8.ranges, int8.calibration_images, (conv,))
     trt = make_tensorrt(version)
-    info = engine_from_onnx(onnx_path, tmp_path / "m.engine", "int8-mixed", TrtBuildOptions(calibration_method="minmax"),
+    info = engine_from_onnx(onnx_path, tmp_path / "m.engine", "int8-mixed", TrtBuildOptions(),
                             mixed, trt=trt, device=FakeCudaDevice(trt))
     graph = onnx.load(str(info.network_source)).graph
     producers = {out: node for node in graph.node for out in node.output}

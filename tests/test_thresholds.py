@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ptqcore.errors import ThresholdsError
-from ptqcore.thresholds import DEFAULTS, load_thresholds, parse_thresholds
+from ptqcore.options.thresholds import DEFAULTS, load_thresholds, parse_thresholds
 
 
 def test_defaults_without_a_file():

@@ -50,6 +50,8 @@ class Precision(str, enum.Enum):
 
 
 PRECISION_NAMES = tuple(p.value for p in Precision)
+#: The names of the precisions built from calibration ranges (:attr:`Precision.quantized`), for records read as JSON.
+QUANTIZED_PRECISION_NAMES = tuple(p.value for p in Precision if p.quantized)
 #: What runs without ``--ptq-precisions``: the study's four; ``int8-mixed`` is asked for (a failing INT8
 #: case's message says so), since it only does work where plain INT8 fails.
 DEFAULT_PRECISIONS = tuple(p for p in Precision if p is not Precision.INT8_MIXED)

@@ -24,9 +24,9 @@ from typing import Callable, Optional, Sequence
 
 from ptqcore import __version__
 from ptqcore.errors import PtqError, error_line
+from ptqcore.options.thresholds import CompareLimits, compare_value_problem, load_thresholds
 from ptqcore.results.compare import compare_runs, load_runs
 from ptqcore.results.render import comparisons_json, render_markdown, render_text
-from ptqcore.thresholds import CompareLimits, compare_value_problem, load_thresholds
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 #: The limit options: each sets the CompareLimits field of the same name.

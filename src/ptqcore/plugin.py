@@ -23,10 +23,10 @@ from ptqcore.case import Case, Precision
 from ptqcore.errors import PtqError
 from ptqcore.models.data import DATASETS
 from ptqcore.options.suite_options import SuiteOptions, flags, options_from_values
+from ptqcore.options.thresholds import check_names, load_thresholds
 from ptqcore.records import SCHEMA_VERSION
 from ptqcore.results.json_output import benchmark_json_takes_a_file, check_writable, json_output_path
 from ptqcore.study.session import Study
-from ptqcore.thresholds import check_names, load_thresholds
 
 SUITE_KEY = pytest.StashKey[Study]()
 STARTED_KEY = pytest.StashKey[float]()

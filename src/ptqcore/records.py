@@ -45,7 +45,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, Case, Precision
+from ptqcore.case import DEFAULT_CALIBRATION_SIZE, DEFAULT_TECHNIQUE, QUANTIZED_PRECISION_NAMES, Case, Precision
 
 #: 2: the run's ``session`` section (:func:`session_summary`) and the ``incomplete`` status.
 SCHEMA_VERSION = 2
@@ -253,7 +253,7 @@ def with_calibration_size(records: Sequence, options: Optional[Mapping]) -> list
     size = options.get("calibration_size") if isinstance(options, Mapping) else None
     size = size if isinstance(size, int) and not isinstance(size, bool) else DEFAULT_CALIBRATION_SIZE
     return [record if not isinstance(record, dict) or "calibration_size" in record
-            else {**record, "calibration_size": size if Precision(record["precision"]).quantized else None}
+            else {**record, "calibration_size": size if record.get("precision") in QUANTIZED_PRECISION_NAMES else None}
             for record in records]
 
 

@@ -46,10 +46,10 @@ from ptqcore.models.technique_models import technique_base, unsupported_reason
 from ptqcore.models.techniques import technique_names
 from ptqcore.models.training import WEIGHT_MODES, make_base_model, recipe_for, replace_head, resolve_weight_mode
 from ptqcore.options.suite_options import DIGITS_IMAGE_SIZE, STUDY_IMAGE_SIZE, SuiteOptions
+from ptqcore.options.thresholds import Thresholds, default_thresholds
 from ptqcore.pipeline import Calibration, Output, Steps, export_onnx, int8_inputs, phase_two
 from ptqcore.records import RecordBook
 from ptqcore.store import ArtifactStore, Entry, entry_for_file, file_sha256
-from ptqcore.thresholds import Thresholds, default_thresholds
 
 
 @dataclass(frozen=True)

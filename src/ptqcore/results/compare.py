@@ -10,7 +10,7 @@ copies of a figure disagree.
 Cases are matched by :data:`KEY_FIELDS` (model, precision, backend, device, batch size, data set,
 calibration method and size), never by machine, so runs of two JetPack versions compare case by case. Each
 metric of :data:`METRICS` that both runs measured is judged against
-:class:`~ptqcore.thresholds.CompareLimits`:
+:class:`~ptqcore.options.thresholds.CompareLimits`:
 
 * latency p50 / p90 / p99: a regression when the candidate is slower by more than
   ``latency_factor`` **and** a two-sided Mann-Whitney U test on the raw samples gives
@@ -40,9 +40,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ptqcore.environment import VOLATILE_KEYS
 from ptqcore.measure.accuracy import drop_pp
 from ptqcore.measure.significance import mann_whitney_u
+from ptqcore.options.thresholds import CompareLimits
 from ptqcore.records import KEY_FIELDS, record_key
 from ptqcore.results.runfile import RunFile, RunFileError, load_run_files, run_file_from_document
-from ptqcore.thresholds import CompareLimits
 
 #: Fewer raw samples than this on either side cannot be significant at p < 0.002: factor alone.
 MIN_SAMPLES = 7
@@ -63,7 +63,7 @@ class Metric:
 
     ``kind`` is ``latency`` (factor and significance), ``factor`` or ``points`` (absolute
     difference in percentage points of a fraction); ``limit`` names its
-    :class:`~ptqcore.thresholds.CompareLimits` field.
+    :class:`~ptqcore.options.thresholds.CompareLimits` field.
     """
 
     name: str

@@ -13,9 +13,9 @@ import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ptqcore.markup import md_cell, md_code, md_text
+from ptqcore.options.thresholds import CompareLimits
 from ptqcore.results.compare import IMPROVEMENT, MISSING, REGRESSION, SAME, Comparison, Row
-from ptqcore.thresholds import CompareLimits
+from ptqcore.results.markup import md_cell, md_code, md_text
 
 COLUMNS = ("case", "metric", "baseline", "candidate", "change", "verdict", "note")
 TEXT_VERDICTS = {REGRESSION: "REGRESSION", IMPROVEMENT: "improved", SAME: "same", MISSING: "missing"}
@@ -124,7 +124,7 @@ def _markdown_table(rows: Sequence[Row]) -> List[str]:
 
 def render_markdown(comparison: Comparison) -> str:
     """The comparison as Markdown for a CI job summary (``$GITHUB_STEP_SUMMARY``); all text from the
-    runs (names, problems, notes, environment values) escaped by :mod:`ptqcore.markup`."""
+    runs (names, problems, notes, environment values) escaped by :mod:`ptqcore.results.markup`."""
     candidate, baseline = md_code(Path(comparison.candidate).name), md_code(Path(comparison.baseline).name)
     out = [f"### ptqcore compare: {candidate} against {baseline}", ""]
     out.append(f"**{md_text(verdict_line(comparison))}**")

@@ -16,7 +16,7 @@ from ptqcore.backends.tensorrt.capabilities import TrtCapabilities, import_tenso
 from ptqcore.backends.tensorrt.keys import write_atomic
 from ptqcore.backends.tensorrt.plan import BuildPlan, TrtBuildOptions, plan_build
 from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
-from ptqcore.case import Precision
+from ptqcore.case import QUANTIZED_PRECISION_NAMES, Precision
 from ptqcore.errors import BuildError
 from ptqcore.store import file_sha256
 
@@ -132,7 +132,7 @@ def _network_source(plan: BuildPlan, onnx_path: Path, out_path: Path, calibratio
                     options: TrtBuildOptions) -> Path:
     if plan.network_source == "fp16-onnx":
         return fp16_onnx_from_onnx(onnx_path, out_path.with_name(out_path.stem + ".fp16.onnx"))
-    if Precision(plan.precision).quantized and calibration is None:
+    if plan.precision in QUANTIZED_PRECISION_NAMES and calibration is None:
         raise BuildError("an INT8 engine needs the prepared model and its calibration ranges", "pass calibration=Int8Inputs(...)")
     if plan.network_source == "qdq-onnx":
         return tensorrt_qdq_onnx(calibration, options.calibration_method, out_path.with_name(out_path.stem + ".qdq.onnx"))

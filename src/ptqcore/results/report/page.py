@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import List, Sequence, Union
 from urllib.parse import quote
 
-from ptqcore.markup import html_text, md_cell, md_text
+from ptqcore.results.markup import html_text, md_cell, md_text
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _is_text(cell: str) -> bool:
 
 def render_markdown(title: str, blocks: Sequence[Block]) -> str:
     """The same blocks as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``). All text is
-    escaped with :func:`ptqcore.markup.md_text`: names and problems come from user files and run
+    escaped with :func:`ptqcore.results.markup.md_text`: names and problems come from user files and run
     files, and GitHub renders inline HTML and Markdown."""
     out: List[str] = [f"# {title}", ""]
     for block in blocks:
