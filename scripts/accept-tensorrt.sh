@@ -4,7 +4,7 @@
 #   scripts/accept-tensorrt.sh [OUT_DIR]
 #
 # 1. creates (or reuses) a virtual environment with --system-site-packages, so JetPack's tensorrt and
-#    NVIDIA's torch are visible in it, and installs ptqcore into it;
+#    NVIDIA's torch are visible in it, installs ptqcore into it and runs `ptqcore doctor` (exit 2 on an ERROR);
 # 2. runs the suite on TensorRT for two models, every precision (base, FP32, FP16, INT8);
 # 3. runs trtexec --loadEngine on each engine the suite timed, with pinned settings (--exposeDMA,
 #    spin-wait, no transfers, and CUDA graphs as the suite ran: --useCudaGraph up to 10.x when the
@@ -29,6 +29,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --upgrade pip  # JetPack 5's pip is too old for pyproject editable installs
 "$VENV/bin/pip" install --quiet -e "$ROOT"
+# what the run will measure: a CPU torch beside TensorRT, a CPU onnxruntime shadowing onnxruntime-gpu or a
+# numpy torch cannot use would make the comparison meaningless (exit 1 of doctor = setup failed)
+"$VENV/bin/ptqcore" doctor | tee "$OUT/doctor.txt" || exit 2
 
 if ! "$VENV/bin/python" - <<'EOF'
 import sys

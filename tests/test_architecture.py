@@ -37,7 +37,7 @@ LAYERS: Sequence[Tuple[str, Tuple[str, ...]]] = (
     ("suite", ("suite",)),
     ("study", ("study",)),
     ("results", ("results",)),
-    ("entry points", ("plugin", "cli")),
+    ("entry points", ("plugin", "cli", "doctor")),
 )
 
 

@@ -9,6 +9,10 @@ defaults, then the ``[compare]`` table of ``--thresholds FILE``, then the option
 and DIR/figures/ (see :mod:`ptqcore.results.report`); ``--markdown`` also prints the Markdown. It exits 0
 when the report was written and 2 on unusable input, like ``compare``.
 
+``ptqcore doctor`` says what a run here would measure (:mod:`ptqcore.doctor`) and exits 1 when it would
+silently measure something else (TensorRT beside a torch that sees no GPU, a CPU onnxruntime shadowing
+onnxruntime-gpu, a numpy torch cannot use).
+
 Exit codes of ``compare``: 0 when no candidate regressed, 1 when any did, 2 when the input cannot be compared
 (a message on stderr, never a traceback) or the command line is wrong; ``--json FILE`` never
 overwrites one of the runs it compares (exit 2).
@@ -101,7 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--allow-incomplete", action="store_true",
                         help="report runs that did not complete (interrupted, stopped early): the report says so")
     report.set_defaults(handler=run_report)
+    doctor = commands.add_parser(
+        "doctor",
+        help="say what a run here would measure, and what would make it measure something else",
+        description="Where torch, numpy, ONNX Runtime and TensorRT come from, the board, JetPack, power mode, jtop,"
+        " and the CPU's INT8 kernel self-test. Exit code 0: a run measures what its records say; 1: it would"
+        " silently measure something else (each ERROR line names the fix).",
+    )
+    doctor.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                        help="read the board's files under DIR instead of / (for checking a copied image)")
+    doctor.add_argument("--no-kernel-probe", dest="kernel_probe", action="store_false",
+                        help="skip the INT8 kernel self-test (about 50 ms of ONNX Runtime)")
+    doctor.set_defaults(handler=run_doctor)
     return parser
+
+
+def run_doctor(args: argparse.Namespace, out) -> int:
+    """The ``doctor`` subcommand (:mod:`ptqcore.doctor`): 0 when a run measures what it says, else 1."""
+    from ptqcore.doctor import findings, gather, render
+
+    text, status = render(findings(gather(args.root, args.kernel_probe)))
+    out.write(text + "\n")
+    return status
 
 
 def run_compare(args: argparse.Namespace, out) -> int:
