@@ -27,8 +27,9 @@ mkdir -p "$OUT"
 if [ ! -x "$VENV/bin/python" ]; then
     "${PTQ_PYTHON:-python3}" -m venv --system-site-packages "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --upgrade pip  # JetPack 5's pip is too old for pyproject editable installs
-"$VENV/bin/pip" install --quiet -e "$ROOT"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip  # JetPack 5's pip has no --dry-run --report
+# only what is missing: NVIDIA's torch, torchvision, numpy, onnxruntime-gpu and TensorRT stay (exit 2 if they cannot)
+"$VENV/bin/python" "$ROOT/scripts/jetson_install.py" || exit 2
 # what the run will measure: a CPU torch beside TensorRT, a CPU onnxruntime shadowing onnxruntime-gpu or a
 # numpy torch cannot use would make the comparison meaningless (exit 1 of doctor = setup failed)
 "$VENV/bin/ptqcore" doctor | tee "$OUT/doctor.txt" || exit 2
