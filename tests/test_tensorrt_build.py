@@ -213,6 +213,34 @@ def test_a_failed_build_reports_the_builders_errors(model, tmp_path):
     assert not (tmp_path / "x.engine").exists()
 
 
+def test_a_build_after_a_runtime_exists_still_reports_its_own_errors(model, tmp_path):
+    """TensorRT keeps the first logger while a runtime lives: a fresh logger per build would hear nothing."""
+    from ptqcore.backends.tensorrt.logger import process_logger
+
+    trt = make_tensorrt("10.3.0.30")
+    runtime = trt.Runtime(process_logger(trt))  # a runner's runtime, alive while the next build runs
+    built = engine_from_onnx(model[0], tmp_path / "a.engine", "fp32", trt=trt)
+    trt.fail_build = "Internal Error (Could not find any implementation for node Conv_0.)"
+    with pytest.raises(BuildError) as failed:
+        engine_from_onnx(model[0], tmp_path / "b.engine", "fp16", trt=trt)
+    assert str(failed.value).count("Could not find any implementation for node Conv_0") == 1  # this build's only
+    fresh = trt.Builder(trt.Logger())  # a logger of its own (ptqcore before): TensorRT uses the held one instead
+    assert fresh.logger is runtime.logger is process_logger(trt) and built.engine_path.exists()
+
+
+def test_one_logger_serves_the_process_and_counts_errors_from_a_mark():
+    from ptqcore.backends.tensorrt.logger import process_logger
+
+    trt = make_tensorrt("8.5.2.2")
+    logger = process_logger(trt)
+    assert process_logger(trt) is logger and process_logger(make_tensorrt("8.5.2.2")) is not logger
+    logger.log(trt.ILogger.Severity.ERROR, "old")
+    since = logger.mark()
+    logger.log(trt.ILogger.Severity.WARNING, "a warning is not an error")
+    logger.log(trt.ILogger.Severity.INTERNAL_ERROR, "new")
+    assert logger.errors_since(since) == ["new"] and logger.errors == ["old", "new"]
+
+
 def test_int8_without_calibration_inputs_is_refused(model, tmp_path):
     with pytest.raises(BuildError, match="calibration ranges"):
         engine_from_onnx(model[0], tmp_path / "x.engine", "int8", trt=make_tensorrt("10.3.0.30"))

@@ -191,6 +191,16 @@ def make_tensorrt(version: str):
             self.min_severity = min_severity
 
     trt.ILogger, trt.Logger = ILogger, Logger
+    held_logger: list = []
+
+    def single_logger(logger):
+        """TensorRT keeps one logger pointer while any builder or runtime exists; a different logger given
+        to a later one is ignored (TensorRT 8.0.1's warning: "TensorRT maintains only a single logger
+        pointer at any given time, so the existing value ... will be used instead", NVIDIA/TensorRT issue
+        #1475). The fake never releases it: ptqcore's runners keep their runtime for the session."""
+        if not held_logger:
+            held_logger.append(logger)
+        return held_logger[0]
 
     class Strict:
         """Setting an attribute the class does not define fails, as on pybind11 objects."""
@@ -388,7 +398,7 @@ def make_tensorrt(version: str):
 
     class Builder:
         def __init__(self, logger) -> None:
-            self.logger = logger
+            self.logger = single_logger(logger)
             record("Builder", type(logger).__name__)
 
         platform_has_fast_fp16 = True
@@ -456,7 +466,7 @@ def make_tensorrt(version: str):
 
     class Runtime:
         def __init__(self, logger) -> None:
-            self.logger = logger
+            self.logger = single_logger(logger)
 
         def deserialize_cuda_engine(self, data: bytes):
             data = bytes(data)

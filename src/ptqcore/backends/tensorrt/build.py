@@ -14,6 +14,7 @@ from ptqcore.backends.base import Int8Inputs
 from ptqcore.backends.tensorrt.calibrator import make_entropy_calibrator
 from ptqcore.backends.tensorrt.capabilities import TrtCapabilities, import_tensorrt
 from ptqcore.backends.tensorrt.keys import write_atomic
+from ptqcore.backends.tensorrt.logger import NO_ERROR_LOGGED, process_logger
 from ptqcore.backends.tensorrt.plan import BuildPlan, TrtBuildOptions, plan_build
 from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
 from ptqcore.case import QUANTIZED_PRECISION_NAMES, Precision
@@ -96,25 +97,6 @@ def tensorrt_qdq_onnx(int8: Int8Inputs, calibration_method: str, out_path: Path)
     (below 11, see :mod:`.plan`), and in the type the strongly typed network gives it (FP32) on 11."""
     recipe = replace(tensorrt_recipe(calibration_method), nodes_to_exclude=tuple(int8.float_nodes))
     return qdq_onnx_from_onnx(int8.prepared_onnx, int8.ranges, recipe, out_path)
-
-
-def recording_logger(trt):
-    """A ``trt.ILogger`` that keeps errors (for our error messages) and forwards warnings to logging."""
-    severity = trt.ILogger.Severity
-
-    class RecordingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: List[str] = []
-
-        def log(self, level, message) -> None:
-            if int(level) <= int(severity.ERROR):
-                self.errors.append(str(message))
-                _log.error("TensorRT: %s", message)
-            elif int(level) <= int(severity.WARNING):
-                _log.warning("TensorRT: %s", message)
-
-    return RecordingLogger()
 
 
 def _parse_onnx(trt, parser, path: Path) -> None:
@@ -238,7 +220,8 @@ def engine_from_onnx(
     out_path = Path(out_path)
     source = _network_source(plan, Path(onnx_path), out_path, calibration, options)
 
-    logger = recording_logger(trt)
+    logger = process_logger(trt)
+    since = logger.mark()
     builder = trt.Builder(logger)
     network_flags = 0
     for name in plan.network_flags:
@@ -259,7 +242,7 @@ def engine_from_onnx(
     if serialized is None:
         raise BuildError(
             f"TensorRT {trt.__version__} could not build the {plan.precision} engine from {source.name}: "
-            + (" | ".join(logger.errors) or "no error was logged"),
+            + (" | ".join(logger.errors_since(since)) or NO_ERROR_LOGGED),
             "read TensorRT's messages; if tactics ran out of memory raise workspace_mib",
         )
     with open(out_path, "wb") as handle:

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ptqcore.backends.cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
-from ptqcore.backends.tensorrt.build import recording_logger
 from ptqcore.backends.tensorrt.capabilities import INSTALL_HINT, TrtCapabilities, import_tensorrt
 from ptqcore.backends.tensorrt.census import engine_census
+from ptqcore.backends.tensorrt.logger import NO_ERROR_LOGGED, process_logger
 from ptqcore.errors import BuildError
 
 _log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _load_engine(trt, logger, engine_path: Path):
 def engine_io_shapes(engine_path: Path, trt=None) -> Dict[str, dict]:
     """Name -> ``{"input": bool, "shape": [...], "profile": [min, opt, max] or None}`` of an engine file."""
     trt = trt or import_tensorrt()
-    _runtime, engine = _load_engine(trt, recording_logger(trt), engine_path)
+    _runtime, engine = _load_engine(trt, process_logger(trt), engine_path)
     return {
         t.name: {"input": t.is_input, "shape": list(t.shape), "profile": [list(s) for s in t.profile] if t.profile else None}
         for t in _engine_tensors(engine, trt, TrtCapabilities.from_module(trt))
@@ -127,7 +127,7 @@ class TrtRunner(GpuRunner):
             raise BuildError(f"TensorRT {trt.__version__} has neither execute_async_v3 nor execute_async_v2", INSTALL_HINT)
         self._v3 = caps.has_v3_execution and caps.has_io_tensor_api
         device = self._device = self._device or CudaDevice(self.device_index)
-        self._logger = recording_logger(trt)
+        self._logger = process_logger(trt)
         self._runtime, self.engine = _load_engine(trt, self._logger, self.engine_path)
         self.context = self.engine.create_execution_context()
         self._stream = device.new_stream()
@@ -212,7 +212,7 @@ class TrtRunner(GpuRunner):
     def _try_enqueue(self) -> Optional[str]:
         """Queue one execution on the runner's stream: None, or TensorRT's reason it failed."""
         handle = self._device.stream_handle(self._stream)
-        errors = len(self._logger.errors)
+        since = self._logger.mark()
         if self._v3:
             done = self.context.execute_async_v3(handle)
         else:
@@ -220,7 +220,7 @@ class TrtRunner(GpuRunner):
         if done:
             return None
         return f"TensorRT failed to run {self.engine_path.name}: " + (
-            " | ".join(self._logger.errors[errors:]) or "no error was logged")
+            " | ".join(self._logger.errors_since(since)) or NO_ERROR_LOGGED)
 
     def _enqueue(self) -> None:
         failure = self._try_enqueue()
