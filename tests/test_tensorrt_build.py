@@ -98,7 +98,9 @@ def test_int8_is_built_from_a_qdq_onnx_made_from_the_shared_ranges(model, tmp_pa
     assert parse[1] == str(info.network_source) and info.network_source.name.endswith(".qdq.onnx")
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= set(parse[2])
     flags = [call[1] for call in trt.calls_named("set_flag")]
-    assert flags == ([] if version.startswith("11.") else ["INT8", "FP16"])
+    strong = version.startswith(("11.", "10.16"))  # 10.12 on: the Q/DQ path is strongly typed (weak typing deprecated)
+    assert flags == ([] if strong else ["INT8", "FP16"])
+    assert info.strongly_typed is strong and ("STRONGLY_TYPED" in trt.calls_named("create_network")[0][1]) is strong
     assert trt.calls_named("int8_calibrator") == []
     assert read_plan(info.engine_path)["precision"] == "int8"
     # the Q/DQ file is TensorRT's layout, quantized from the ranges ONNX Runtime's INT8 uses

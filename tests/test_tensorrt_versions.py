@@ -35,6 +35,7 @@ EXPECTED = {
     "8.5.2.2": (True, True, True, True, True, True, False, False),
     "8.6.2.3": (True, True, True, True, True, True, False, False),
     "10.3.0.30": (True, True, False, True, True, False, True, False),
+    "10.16.1.11": (True, True, False, True, True, False, True, False),
     "11.1.0": (True, True, False, False, False, False, True, True),
 }
 

@@ -36,6 +36,7 @@ FAKE_VERSIONS: Dict[str, str] = {
     "8.5.2.2": "TensorRT 8.5.2.2 (JetPack 5.1.x): bindings API and the new name-based execute_async_v3",
     "8.6.2.3": "TensorRT 8.6.2.3 (JetPack 6.0): the last 8.x, both execution APIs",
     "10.3.0.30": "TensorRT 10.3.0.30 (JetPack 6.1/6.2): bindings API and build_engine removed, STRONGLY_TYPED opt-in",
+    "10.16.1.11": "TensorRT 10.16.1.11 (x86 wheels): FP16/INT8 builder flags deprecated since 10.12, still bound",
     "11.1.0": "TensorRT 11.1.0 (x86 wheels): always strongly typed, no FP16/INT8 flags, no implicit INT8",
 }
 

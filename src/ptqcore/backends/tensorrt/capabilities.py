@@ -35,6 +35,10 @@ def _has(owner, *names: str) -> bool:
     return owner is not None and all(hasattr(owner, name) for name in names)
 
 
+#: The first release whose explicit-quantization builds are strongly typed here (weak typing deprecated).
+STRONG_QDQ_FROM = (10, 12)
+
+
 @dataclass(frozen=True)
 class TrtCapabilities:
     """What the installed TensorRT offers, read from the names its module and classes have.
@@ -51,6 +55,9 @@ class TrtCapabilities:
     * ``has_strongly_typed_flag``: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists.
     * ``strongly_typed``: networks are always strongly typed, so precision must already be in
       the ONNX (no FP16/INT8 builder flags, or version >= 11).
+    * ``qdq_strongly_typed``: the explicit-quantization path (a Q/DQ ONNX) builds a strongly typed
+      network: always where ``strongly_typed``, and from 10.12, where the weakly typed FP16/INT8
+      builder flags are deprecated (strong typing supersedes them) and ``STRONGLY_TYPED`` exists.
     * ``has_memory_pool_limit``: ``set_memory_pool_limit`` and ``MemoryPoolType`` (8.4+).
     * ``has_engine_inspector``: ``ICudaEngine.create_engine_inspector`` and
       ``LayerInformationFormat`` (8.2+).
@@ -69,6 +76,7 @@ class TrtCapabilities:
     needs_explicit_batch_flag: bool
     has_strongly_typed_flag: bool
     strongly_typed: bool
+    qdq_strongly_typed: bool
     has_memory_pool_limit: bool
     has_engine_inspector: bool
     has_timing_cache: bool
@@ -96,6 +104,8 @@ class TrtCapabilities:
             needs_explicit_batch_flag=_has(network_flags, "EXPLICIT_BATCH") and version[0] < 10,
             has_strongly_typed_flag=_has(network_flags, "STRONGLY_TYPED"),
             strongly_typed=(not fp16_int8) or version[0] >= 11,
+            qdq_strongly_typed=(not fp16_int8) or version[0] >= 11
+            or (_has(network_flags, "STRONGLY_TYPED") and tuple(version[:2]) >= STRONG_QDQ_FROM),
             has_memory_pool_limit=_has(config, "set_memory_pool_limit") and hasattr(trt, "MemoryPoolType"),
             has_engine_inspector=_has(engine, "create_engine_inspector") and hasattr(trt, "LayerInformationFormat"),
             has_timing_cache=_has(config, "create_timing_cache", "set_timing_cache", "get_timing_cache"),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from ptqcore.backends.tensorrt.capabilities import INT8_STRATEGIES, PRECISIONS, TrtCapabilities
-from ptqcore.case import CALIBRATION_METHODS, DEFAULT_CALIBRATION, Precision
+from ptqcore.case import CALIBRATION_METHODS, DEFAULT_CALIBRATION, QUANTIZED_PRECISION_NAMES, Precision
 from ptqcore.errors import PtqError
 
 
@@ -87,7 +87,8 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
     Raises :class:`PtqError` for a strategy the version cannot do (``implicit-entropy`` on 11).
     """
     precision = precision_name(precision)
-    typed = caps.strongly_typed
+    explicit_qdq = precision in QUANTIZED_PRECISION_NAMES and options.int8_strategy != "implicit-entropy"
+    typed = caps.qdq_strongly_typed if explicit_qdq else caps.strongly_typed
     network_flags = tuple(
         name
         for name, wanted in (("EXPLICIT_BATCH", caps.needs_explicit_batch_flag),
