@@ -143,7 +143,8 @@ def _ort_findings(facts: Facts) -> List[Finding]:
     elif facts.jetson and "CUDAExecutionProvider" not in ort.providers:
         out.append(Finding("onnxruntime", says, "ONNX Runtime cases run on this Jetson's CPU cores (no"
                            " onnxruntime-gpu): that is what their records say (device cpu)",
-                           "for GPU ONNX Runtime, install NVIDIA's onnxruntime-gpu wheel for your JetPack"))
+                           "for GPU ONNX Runtime, install NVIDIA's onnxruntime-gpu wheel for your JetPack and run with"
+                           " --ptq-ort-device cuda"))
     return out
 
 

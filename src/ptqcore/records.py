@@ -97,7 +97,7 @@ RECORD_FIELDS = {
     "reference": _TEXT, "artifact_sha256": _TEXT, "artifact_reused": _FLAG, "artifact_path": _TEXT,
     # INT8: how it was quantized, and the drop split against the fake-quant reference
     "int8_recipe": _TEXT, "activation_type": _TEXT, "weight_type": _TEXT, "per_channel": _FLAG,
-    "reduce_range": _FLAG, "int8_strategy": _TEXT, "cpu_isa": _TEXT, "top1_reference": _NUMBER,
+    "reduce_range": _FLAG, "int8_strategy": _TEXT, "cpu_isa": _TEXT, "ort_providers": _LIST, "top1_reference": _NUMBER,
     "agreement_reference": _NUMBER, "accuracy_drop_quantization_pp": _NUMBER, "accuracy_drop_kernel_pp": _NUMBER,
     # INT8: what the calibration ranges clipped (ptqcore.build.calibration.clipping_summary)
     "ranges": _OBJECT,

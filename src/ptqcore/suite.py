@@ -275,7 +275,7 @@ class Suite:
             trt = {"workspace_mib": self.options.trt_workspace_mib, "int8_strategy": self.options.trt_int8,
                    "cuda_graph": self.options.trt_cuda_graph}
             cache = None if for_timing else self.options.cache_dir
-            self._backends[key] = get_backend(name, self.threads, cache, trt, self.int8_layout)
+            self._backends[key] = get_backend(name, self.threads, cache, trt, self.int8_layout, self.options.ort_device)
         return self._backends[key]
 
     # -- phase 2 ------------------------------------------------------------------------------

@@ -33,11 +33,12 @@ def tensorrt_unavailable_reason() -> Optional[str]:
 
 
 def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[dict] = None,
-                int8_layout: str = "u8s8") -> Backend:
+                int8_layout: str = "u8s8", ort_device: str = "cpu") -> Backend:
     """The backend called ``name``. ``cache_dir`` holds caches a backend reuses across builds
     (TensorRT's timing cache); None for builds that must start from nothing, such as timed rounds.
     ``tensorrt`` holds TensorRT settings: ``workspace_mib``, ``int8_strategy``, ``cuda_graph``.
-    ``int8_layout`` is ONNX Runtime's INT8 layout (:data:`ptqcore.cpu_isa.INT8_RECIPES`)."""
+    ``int8_layout`` is ONNX Runtime's INT8 layout (:data:`ptqcore.cpu_isa.INT8_RECIPES`) and ``ort_device`` its
+    device (:data:`ptqcore.backends.onnxruntime.ORT_DEVICES`)."""
     if name == BASE_BACKEND:
         from ptqcore.backends.torch_base import TorchBaseBackend
 
@@ -45,7 +46,7 @@ def get_backend(name: str, threads: int = 0, cache_dir=None, tensorrt: Optional[
     if name == "onnxruntime":
         from ptqcore.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(threads=threads, int8_layout=int8_layout)
+        return OnnxRuntimeBackend(threads=threads, int8_layout=int8_layout, device=ort_device)
     if name == "tensorrt":
         from ptqcore.backends.tensorrt import TensorRTBackend, TrtBuildOptions
 

@@ -1,4 +1,12 @@
-"""ONNX Runtime on the CPU: FP32, FP16 and INT8 (Q/DQ, per-channel, in the layout that suits the CPU) artifacts."""
+"""ONNX Runtime: FP32, FP16 and INT8 (Q/DQ, per-channel) artifacts on the CPU or, with onnxruntime-gpu, on the GPU.
+
+The backend's device (``--ptq-ort-device``) names its execution providers (:data:`ORT_DEVICES`):
+``cpu`` (INT8 in the layout that suits the CPU), ``cuda`` (the CUDA execution provider) or
+``tensorrt`` (ONNX Runtime's TensorRT execution provider, CUDA behind it). On a GPU device INT8 is
+symmetric S8S8 (zero point 0: what TensorRT accepts), as the TensorRT backend quantizes. A session
+that ONNX Runtime quietly put on the CPU for a GPU device (the provider missing from this build, or
+failing to start) is an error, never a CPU figure under a GPU name; records name the providers.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,14 @@ import numpy as np
 from ptqcore.backends.base import Backend, Int8Inputs, Runner
 from ptqcore.build.quantize import QuantRecipe, fp16_onnx_from_onnx, qdq_onnx_from_onnx
 from ptqcore.case import COMPRESSED_PRECISION_NAMES, Case, Precision
+from ptqcore.errors import BuildError
+
+#: device -> the execution providers its sessions ask for, first the one that must serve it.
+ORT_DEVICES = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
 
 
 class OrtRunner(Runner):
@@ -22,10 +38,12 @@ class OrtRunner(Runner):
     quantization), which no CPU instruction set changes. That is the INT8 reference.
     """
 
-    def __init__(self, model_path: Path, threads: int = 0, reference: bool = False) -> None:
+    def __init__(self, model_path: Path, threads: int = 0, reference: bool = False,
+                 providers: tuple = ORT_DEVICES["cpu"]) -> None:
         self.model_path = Path(model_path)
         self.threads = threads
         self.reference = reference
+        self.providers = tuple(providers)
         self.session = None
 
     def activate(self) -> None:
@@ -38,7 +56,15 @@ class OrtRunner(Runner):
         level = ort.GraphOptimizationLevel
         options.graph_optimization_level = level.ORT_DISABLE_ALL if self.reference else level.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=list(self.providers))
+        used = tuple(self.session.get_providers())
+        if not used or used[0] != self.providers[0]:
+            self.session = None
+            raise BuildError(
+                f"ONNX Runtime put {self.model_path.name} on {', '.join(used) or 'no provider'} although"
+                f" {self.providers[0]} was asked for: its figures would be CPU figures",
+                "install onnxruntime-gpu with that provider (on a Jetson NVIDIA's wheel, and no CPU onnxruntime beside"
+                " it: see ptqcore doctor) or use --ptq-ort-device cpu")
         self._input = self.session.get_inputs()[0].name
         self._outputs = [self.session.get_outputs()[0].name]
 
@@ -55,20 +81,34 @@ class OnnxRuntimeBackend(Backend):
     artifact_suffix = ".onnx"
     int8_artifact_is_reference = True
 
-    def __init__(self, threads: int = 0, int8_layout: str = "u8s8") -> None:
+    def __init__(self, threads: int = 0, int8_layout: str = "u8s8", device: str = "cpu") -> None:
+        if device not in ORT_DEVICES:
+            raise ValueError(f"device must be one of {', '.join(ORT_DEVICES)}, got {device!r}")
         self.threads = threads
         self.int8_layout = int8_layout
+        self._device = device
+        self.providers = ORT_DEVICES[device]
 
     @property
     def device(self) -> str:
-        return "cpu"
+        """``cpu``, or ``cuda`` for both GPU devices (the hardware: the base then runs on CUDA too; the
+        records' ``ort_providers`` say which execution provider ran)."""
+        return "cpu" if self._device == "cpu" else "cuda"
 
     def unavailable_reason(self) -> Optional[str]:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime
         except ImportError as err:
             return f"onnxruntime is not importable ({err}); pip install onnxruntime"
+        available = onnxruntime.get_available_providers()
+        if self.providers[0] not in available:
+            return (f"this onnxruntime {onnxruntime.__version__} has no {self.providers[0]} (it offers"
+                    f" {', '.join(available)}): --ptq-ort-device {self._device} needs onnxruntime-gpu (on a Jetson"
+                    " NVIDIA's wheel)")
         return None
+
+    def artifact_details(self, artifact: Path) -> dict:
+        return {"ort_providers": list(self.providers)}
 
     def versions(self) -> dict:
         import onnx
@@ -77,6 +117,8 @@ class OnnxRuntimeBackend(Backend):
         return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
 
     def int8_recipe(self, case: Case) -> QuantRecipe:
+        if self._device != "cpu":
+            return QuantRecipe.for_tensorrt(case.recipe)
         return QuantRecipe.for_onnxruntime_cpu(case.recipe, self.int8_layout)
 
     def int8_record_fields(self, case: Case) -> dict:
@@ -105,4 +147,4 @@ class OnnxRuntimeBackend(Backend):
         raise ValueError(f"{self.name} does not build {case.precision.value}")
 
     def runner(self, case: Case, artifact: Path) -> Runner:
-        return OrtRunner(artifact, self.threads)
+        return OrtRunner(artifact, self.threads, providers=self.providers)

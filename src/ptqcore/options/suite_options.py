@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from ptqcore.backends import BACKEND_NAMES
+from ptqcore.backends.onnxruntime import ORT_DEVICES
 from ptqcore.build.export import DEFAULT_OPSET, EXPORTERS
 from ptqcore.case import (
     CALIBRATION_METHODS,
@@ -164,6 +165,10 @@ class SuiteOptions:
     trt_int8: str = _option("explicit", _flag(
         "--ptq-trt-int8", help="TensorRT INT8: explicit Q/DQ from ptqcore's calibration (default), or the study's"
         " implicit entropy calibrator (TensorRT < 11 only)", choices=("explicit", "implicit-entropy")))
+    ort_device: str = _option("cpu", _flag(
+        "--ptq-ort-device", help="where ONNX Runtime runs: cpu, cuda (CUDA execution provider) or tensorrt (its"
+        " TensorRT execution provider); GPU devices need onnxruntime-gpu and quantize INT8 symmetric S8S8"
+        " (default: {default})", choices=tuple(ORT_DEVICES)))
     trt_cuda_graph: bool = _option(False, _flag(
         "--ptq-trt-cuda-graph", help="replay TensorRT inference from a captured CUDA graph", action="store_true"))
     telemetry: bool = _option(True, _flag(
