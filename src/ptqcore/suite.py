@@ -273,7 +273,7 @@ class Suite:
         key = (name, for_timing)
         if key not in self._backends:
             trt = {"workspace_mib": self.options.trt_workspace_mib, "int8_strategy": self.options.trt_int8,
-                   "cuda_graph": self.options.trt_cuda_graph}
+                   "cuda_graph": self.options.trt_cuda_graph, "dla_core": self.options.trt_dla}
             cache = None if for_timing else self.options.cache_dir
             self._backends[key] = get_backend(name, self.threads, cache, trt, self.int8_layout, self.options.ort_device)
         return self._backends[key]

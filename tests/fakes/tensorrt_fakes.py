@@ -54,6 +54,8 @@ class Span(NamedTuple):
     source: str
 
 
+#: Where the DLA names' spans come from (no release branch was read for them).
+DLA_SOURCE = "tensorrt.so strings of 8.6.1 to 11.4.0 (tests/data/tensorrt/names.json); 8.4/8.5: no PyPI bindings, not re-read"
 #: name -> :class:`Span`. Every entry mirrors the Python bindings of the releases it names.
 AVAILABLE: Dict[str, Span] = {
     "IInt8EntropyCalibrator2": Span((8, 0), (10, 99), "pyInt8.cpp @ release/8.0, absent @ release/11.0 (pyInt8.cpp removed)"),
@@ -85,6 +87,10 @@ AVAILABLE: Dict[str, Span] = {
     "Builder.build_engine": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
     "Builder.platform_has_fast_fp16": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
     "Builder.platform_has_fast_int8": Span((8, 0), (10, 99), "pyCore.cpp @ release/8.0, absent @ release/11.0"),
+    # the DLA API: present in every release the real name table covers
+    **{name: Span((8, 0), OPEN, DLA_SOURCE) for name in (
+        "DeviceType", "BuilderFlag.GPU_FALLBACK", "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+        "IBuilderConfig.can_run_on_DLA", "Builder.num_DLA_cores")},
     "ICudaEngine.num_bindings": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
     "ICudaEngine.get_binding_name": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
     "ICudaEngine.get_binding_index": Span((8, 0), (9, 99), "pyCore.cpp @ release/8.0, absent @ release/10.0"),
@@ -139,6 +145,9 @@ def make_tensorrt(version: str):
     trt.memory = {}  # data_ptr -> torch tensor, filled by FakeCudaDevice
     trt.unsupported_ops = set()
     trt.fail_build = None  # an error message to make build_serialized_network fail
+    trt.dla_cores = 0  # the board's DLA cores (Builder.num_DLA_cores): 0 on Orin Nano and desktop GPUs
+    #: op types the fake says DLA cannot run (the fake's own rule, for the fallback bookkeeping; not DLA's list)
+    trt.dla_unsupported_ops = {"Gemm", "Flatten", "GlobalAveragePool"}
     trt.inspector_text = None  # what the inspector returns instead of the generated JSON
     trt.capturing = None  # a FakeGraph while a CUDA graph is captured
     trt.fail_capture = None  # an error message: an execute under capture fails with it
@@ -165,6 +174,8 @@ def make_tensorrt(version: str):
     numpy_types = {trt.DataType.FLOAT: np.float32, trt.DataType.HALF: np.float16, trt.DataType.INT8: np.int8,
                    trt.DataType.INT32: np.int32, trt.DataType.BOOL: np.bool_}
     trt.nptype = lambda data_type: numpy_types[data_type]
+    if has("DeviceType"):
+        trt.DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
     if has("MemoryPoolType"):
         trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1})
     if has("TensorIOMode"):
@@ -222,6 +233,10 @@ def make_tensorrt(version: str):
         def __init__(self, name: str, shape: Tuple[int, ...], dtype) -> None:
             self.name, self.shape, self.dtype = name, tuple(shape), dtype
 
+    class ILayer:
+        def __init__(self, name: str, op: str) -> None:
+            self.name, self.op = name, op
+
     class INetworkDefinition:
         def __init__(self, flags: Tuple[str, ...]) -> None:
             self.flags = flags
@@ -234,6 +249,9 @@ def make_tensorrt(version: str):
         num_inputs = property(lambda self: len(self.inputs))
         num_outputs = property(lambda self: len(self.outputs))
         num_layers = property(lambda self: len(self.ops))
+
+        def get_layer(self, index: int) -> "ILayer":
+            return ILayer(f"{self.ops[index]}_{index}", self.ops[index])
 
         def get_input(self, index: int) -> ITensor:
             return self.inputs[index]
@@ -335,6 +353,8 @@ def make_tensorrt(version: str):
             self._calibration_profile = None
             self._timing_cache = None
             self._level = 3
+            self._device_type = trt.DeviceType.GPU if has("DeviceType") else None
+            self._dla_core = -1
 
         def set_flag(self, flag) -> None:
             record("set_flag", flag.name)
@@ -373,6 +393,20 @@ def make_tensorrt(version: str):
         profiling_verbosity = property(lambda self: trt.ProfilingVerbosity[self._verbosity], _set_verbosity)
         builder_optimization_level = property(lambda self: self._level, lambda self, v: setattr(self, "_level", v))
 
+        def _set_device_type(self, device_type) -> None:
+            record("default_device_type", device_type.name)
+            self._device_type = device_type
+
+        def _set_dla_core(self, core: int) -> None:
+            record("DLA_core", core)
+            self._dla_core = core
+
+        default_device_type = property(lambda self: self._device_type, _set_device_type)
+        DLA_core = property(lambda self: self._dla_core, _set_dla_core)
+
+        def can_run_on_DLA(self, layer) -> bool:
+            return layer.op not in trt.dla_unsupported_ops
+
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
             record("add_optimization_profile", dict(profile.shapes))
             self._profiles.append(profile)
@@ -404,6 +438,7 @@ def make_tensorrt(version: str):
 
         platform_has_fast_fp16 = True
         platform_has_fast_int8 = True
+        num_DLA_cores = property(lambda self: trt.dla_cores)
 
         def create_network(self, flags: int = 0) -> INetworkDefinition:
             names = tuple(m.name for m in trt.NetworkDefinitionCreationFlag if flags & (1 << int(m)))

@@ -169,6 +169,10 @@ class SuiteOptions:
         "--ptq-ort-device", help="where ONNX Runtime runs: cpu, cuda (CUDA execution provider) or tensorrt (its"
         " TensorRT execution provider); GPU devices need onnxruntime-gpu and quantize INT8 symmetric S8S8"
         " (default: {default})", choices=tuple(ORT_DEVICES)))
+    trt_dla: Optional[int] = _option(None, _flag(
+        "--ptq-trt-dla", types.int_at_least(0), "CORE", "build the TensorRT FP16 and INT8 engines for this DLA core,"
+        " with GPU fallback for the layers it cannot run (skipped with the reason on boards without DLA; fp32"
+        " cases are skipped: DLA has no FP32)"))
     trt_cuda_graph: bool = _option(False, _flag(
         "--ptq-trt-cuda-graph", help="replay TensorRT inference from a captured CUDA graph", action="store_true"))
     telemetry: bool = _option(True, _flag(

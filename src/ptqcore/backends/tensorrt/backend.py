@@ -33,6 +33,7 @@ from ptqcore.backends.tensorrt.keys import (
     engine_cache_inputs,
     timing_cache_inputs,
 )
+from ptqcore.backends.tensorrt.logger import process_logger
 from ptqcore.backends.tensorrt.plan import TrtBuildOptions, plan_build
 from ptqcore.backends.tensorrt.runner import TrtRunner
 from ptqcore.build.quantize import QuantRecipe
@@ -74,12 +75,29 @@ class TensorRTBackend(Backend):
 
     def unsupported_reason(self, case: Case) -> Optional[str]:
         reason = super().unsupported_reason(case)
-        if reason or not case.precision.quantized or self.unavailable_reason():
+        if reason or self.unavailable_reason():
             return reason
+        if self.options.dla_core is not None:
+            reason = self.dla_reason()
+            if reason:
+                return reason
+        elif not case.precision.quantized:
+            return None
         try:
             plan_build(self.capabilities(), case.precision, self.options)
         except PtqError as err:
             return err.problem
+        return None
+
+    def dla_reason(self) -> Optional[str]:
+        """Why ``--ptq-trt-dla`` cases cannot run on this board (no DLA API, too few DLA cores), or None."""
+        trt = self._trt or import_tensorrt()
+        if not self.capabilities().has_dla:
+            return f"TensorRT {trt.__version__} has no DLA API (DeviceType, IBuilderConfig.DLA_core)"
+        cores = int(trt.Builder(process_logger(trt)).num_DLA_cores)
+        if self.options.dla_core >= cores:
+            return (f"this board has {cores} DLA core(s): --ptq-trt-dla {self.options.dla_core} needs one with DLA"
+                    " (Jetson AGX Xavier, Xavier NX, AGX Orin, Orin NX)")
         return None
 
     def capabilities(self) -> TrtCapabilities:

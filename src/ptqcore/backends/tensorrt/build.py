@@ -58,6 +58,8 @@ class EngineBuildInfo:
     build_s: float
     options: dict = field(default_factory=dict)
     network_kind: str = ""
+    #: DLA placement (:func:`dla_placement`) of a build for a DLA core, else None
+    dla: Optional[dict] = None
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -175,7 +177,25 @@ def _configure(trt, caps: TrtCapabilities, config, plan: BuildPlan, options: Trt
             config.max_workspace_size = workspace
     if options.detailed_profiling and caps.has_detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if plan.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
     return workspace
+
+
+#: Layers of a DLA build a record names (the count is always whole).
+DLA_FALLBACK_NAMES = 20
+
+
+def dla_placement(network, config, core: int) -> dict:
+    """Which layers of the parsed ``network`` the DLA core runs and which fall back to the GPU, as
+    ``IBuilderConfig.can_run_on_DLA`` says per layer before the build (with ``GPU_FALLBACK`` set the
+    builder puts the others on the GPU). Read from the network, not from the built engine."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    fallback = [str(layer.name) for layer in layers if not config.can_run_on_DLA(layer)]
+    return {"core": core, "layers": len(layers), "on_dla": len(layers) - len(fallback),
+            "gpu_fallback": len(fallback), "gpu_fallback_layers": fallback[:DLA_FALLBACK_NAMES],
+            "source": "IBuilderConfig.can_run_on_DLA per network layer, before the build"}
 
 
 def _attach_calibrator(trt, caps: TrtCapabilities, builder, network, config, calibration: Optional[Int8Inputs],
@@ -235,6 +255,7 @@ def engine_from_onnx(
     profile = _optimization_profile(builder, network, config, options.batch_size, source)
     timing_status = _use_timing_cache(trt, config, options.timing_cache) if caps.has_timing_cache else "not used"
     calibrator = _attach_calibrator(trt, caps, builder, network, config, calibration, options, device) if plan.calibrator else None
+    dla = dla_placement(network, config, plan.dla_core) if plan.dla_core is not None else None
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -271,6 +292,7 @@ def engine_from_onnx(
         build_s=build_s,
         options=options.key_fields(),
         network_kind=plan.network_source,
+        dla=dla,
     )
     build_info_path(out_path).write_text(json.dumps(info.as_dict(), indent=2))
     return info

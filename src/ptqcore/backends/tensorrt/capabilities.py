@@ -58,6 +58,9 @@ class TrtCapabilities:
     * ``qdq_strongly_typed``: the explicit-quantization path (a Q/DQ ONNX) builds a strongly typed
       network: always where ``strongly_typed``, and from 10.12, where the weakly typed FP16/INT8
       builder flags are deprecated (strong typing supersedes them) and ``STRONGLY_TYPED`` exists.
+    * ``has_dla``: ``DeviceType``, ``IBuilderConfig.default_device_type`` / ``DLA_core`` /
+      ``can_run_on_DLA``, ``BuilderFlag.GPU_FALLBACK`` and ``Builder.num_DLA_cores`` (every release
+      in ``tests/data/tensorrt/names.json``, 8.6 to 11.4).
     * ``has_memory_pool_limit``: ``set_memory_pool_limit`` and ``MemoryPoolType`` (8.4+).
     * ``has_engine_inspector``: ``ICudaEngine.create_engine_inspector`` and
       ``LayerInformationFormat`` (8.2+).
@@ -77,6 +80,7 @@ class TrtCapabilities:
     has_strongly_typed_flag: bool
     strongly_typed: bool
     qdq_strongly_typed: bool
+    has_dla: bool
     has_memory_pool_limit: bool
     has_engine_inspector: bool
     has_timing_cache: bool
@@ -106,6 +110,8 @@ class TrtCapabilities:
             strongly_typed=(not fp16_int8) or version[0] >= 11,
             qdq_strongly_typed=(not fp16_int8) or version[0] >= 11
             or (_has(network_flags, "STRONGLY_TYPED") and tuple(version[:2]) >= STRONG_QDQ_FROM),
+            has_dla=hasattr(trt, "DeviceType") and _has(config, "default_device_type", "DLA_core", "can_run_on_DLA")
+            and _has(flags, "GPU_FALLBACK") and _has(getattr(trt, "Builder", None), "num_DLA_cores"),
             has_memory_pool_limit=_has(config, "set_memory_pool_limit") and hasattr(trt, "MemoryPoolType"),
             has_engine_inspector=_has(engine, "create_engine_inspector") and hasattr(trt, "LayerInformationFormat"),
             has_timing_cache=_has(config, "create_timing_cache", "set_timing_cache", "get_timing_cache"),

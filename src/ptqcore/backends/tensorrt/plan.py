@@ -25,6 +25,8 @@ class TrtBuildOptions:
     ``detailed_profiling``: ``ProfilingVerbosity.DETAILED``, so the engine census sees precisions.
     ``calibration_batch_size``: batch of the implicit calibrator. ``timing_cache``: file loaded
     before and saved after the build; ``calibration_cache``: the implicit calibrator's cache file.
+    ``dla_core``: build for that DLA core (``DeviceType.DLA``) with ``BuilderFlag.GPU_FALLBACK`` for
+    the layers DLA cannot run; FP16 and INT8 only (DLA has no FP32). None: the GPU.
     """
 
     batch_size: int = 1
@@ -35,12 +37,15 @@ class TrtBuildOptions:
     tf32: bool = True
     detailed_profiling: bool = True
     calibration_batch_size: int = 8
+    dla_core: Optional[int] = None
     timing_cache: Optional[Path] = None
     calibration_cache: Optional[Path] = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.calibration_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ValueError("dla_core must be >= 0 (or None for the GPU)")
         if self.workspace_mib is not None and self.workspace_mib < 1:
             raise ValueError("workspace_mib must be >= 1 (or None for TensorRT's default)")
         if self.int8_strategy not in INT8_STRATEGIES:
@@ -72,6 +77,7 @@ class BuildPlan:
     network_flags: Tuple[str, ...]
     strongly_typed: bool
     calibrator: bool
+    dla_core: Optional[int] = None
 
 
 def precision_name(precision: Union[str, Precision]) -> str:
@@ -87,6 +93,11 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
     Raises :class:`PtqError` for a strategy the version cannot do (``implicit-entropy`` on 11).
     """
     precision = precision_name(precision)
+    if options.dla_core is not None and precision == "fp32":
+        raise PtqError("DLA runs FP16 and INT8 engines only, not fp32", "drop fp32 from --ptq-precisions, or --ptq-trt-dla")
+    if options.dla_core is not None and not caps.has_dla:
+        raise PtqError(f"TensorRT {caps.version_text} has no DLA API (DeviceType, IBuilderConfig.DLA_core)",
+                       "use a TensorRT with DLA support (JetPack), or drop --ptq-trt-dla")
     explicit_qdq = precision in QUANTIZED_PRECISION_NAMES and options.int8_strategy != "implicit-entropy"
     typed = caps.qdq_strongly_typed if explicit_qdq else caps.strongly_typed
     network_flags = tuple(
@@ -118,6 +129,8 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
         strategy, source, flags = "int8-implicit-entropy", "fp32-onnx", weak_int8
     else:
         strategy, source, flags = "int8-explicit-qdq", "qdq-onnx", () if typed else weak_int8
+    if options.dla_core is not None:
+        flags = flags + ("GPU_FALLBACK",)
     return BuildPlan(
         precision=precision,
         strategy=strategy,
@@ -127,4 +140,5 @@ def plan_build(caps: TrtCapabilities, precision: Union[str, Precision], options:
         network_flags=network_flags,
         strongly_typed=typed,
         calibrator=strategy == "int8-implicit-entropy",
+        dla_core=options.dla_core,
     )
