@@ -108,3 +108,23 @@ def test_the_command_reports_this_machine_and_exits_with_its_verdict(capsys):
 @pytest.mark.parametrize("facts", [orin(), orin(torch=None), orin(onnxruntime=None)])
 def test_every_problem_line_names_a_fix(facts):
     assert all(f.fix for f in findings(facts) if f.problem)
+
+
+def test_doctor_reads_a_jetpack_6_board_tree_with_its_package_and_power_mode(tmp_path):
+    """The JetPack 6.1 board the install simulation stands for: nvidia-jetpack installed, nvpmodel set."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic\n")
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").write_text(
+        "Package: nvidia-jetpack\nStatus: install ok installed\nVersion: 6.1+b123\n\n")
+    (tmp_path / "var/lib/nvpmodel").mkdir(parents=True)
+    (tmp_path / "var/lib/nvpmodel/status").write_text("pmode:0000 fmode:fanNull\n")
+    (tmp_path / "etc/nvpmodel.conf").write_text("< POWER_MODEL ID=0 NAME=15W >\n")
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_text("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit\0")
+    facts = gather(tmp_path, probe_kernels=False)
+    board = next(f for f in findings(facts) if f.topic == "board")
+    assert "JetPack 6.1 (nvidia-jetpack 6.1+b123), L4T 36.4.0" in board.says and "Orin Nano" in board.says
+    assert any(f.topic == "power" and "mode 15W (id 0)" in f.says for f in findings(facts))
+    # this x86 VM's CPU torch and onnxruntime on a Jetson: the note says the ONNX Runtime cases run on the CPU
+    assert any(f.topic == "onnxruntime" and f.problem and "CPU cores" in f.problem for f in findings(facts))
