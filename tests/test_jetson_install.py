@@ -158,7 +158,7 @@ def test_constraints_pin_what_is_installed_and_the_torchvision_release_follows_t
 
 
 def test_the_script_needs_nothing_but_the_standard_library():
-    imported = subprocess.run([sys.executable, "-c", "import runpy, sys; sys.argv=['x', '--help'];"
+    imported = subprocess.run([sys.executable, "-S", "-c", "import runpy, sys; sys.argv=['x', '--help'];"
                                f" runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"],
                               capture_output=True, text=True, env={"PYTHONPATH": "", "PATH": "/usr/bin:/bin"})
     assert imported.returncode == 0 and "--dry-run" in imported.stdout
