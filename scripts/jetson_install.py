@@ -155,11 +155,10 @@ def install(project: Sequence[str], extras: str, dry_run: bool, options: Sequenc
     lines += [f"left out: {item}" for item in left_out] + [f"to install: {item}" for item in keep]
     if dry_run:
         return 0, lines + ["dry run: nothing installed"]
-    for args in ([*keep] if keep else None, spec):
-        if args:
-            done = pip(python, ["install", "--no-deps", "--quiet", *args], options)
-            if done.returncode != 0:
-                raise Refused(f"pip install failed ({' '.join(done.stderr.split())[-240:]}); fix: see pip's message")
+    for args in ([keep] if keep else []) + [spec]:  # the missing packages, then ptqcore itself
+        done = pip(python, ["install", "--no-deps", "--quiet", *args], options)
+        if done.returncode != 0:
+            raise Refused(f"pip install failed ({' '.join(done.stderr.split())[-240:]}); fix: see pip's message")
     changed = {name: version for name, version in installed_versions(list(installed)).items()
                if not same_version(version, installed[name])}
     if changed:  # cannot happen with --no-deps and the plan above; said loudly if it ever does

@@ -3,6 +3,7 @@ quietly puts on the CPU for it is an error (real onnxruntime here: the CPU build
 ``InferenceSession`` warns and falls back when asked for ``CUDAExecutionProvider``)."""
 
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
@@ -22,21 +23,19 @@ def relu(tmp_path):
     return path
 
 
-def test_a_gpu_device_without_its_provider_is_skipped_with_the_reason():
-    import onnxruntime
+CPU_BUILD = pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(),
+                               reason="this onnxruntime has the CUDA execution provider: nothing falls back here")
 
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("this onnxruntime has the CUDA execution provider")
+
+@CPU_BUILD
+def test_a_gpu_device_without_its_provider_is_skipped_with_the_reason():
     reason = get_backend("onnxruntime", ort_device="cuda").unavailable_reason()
     assert reason.startswith(f"this onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider")
     assert "needs onnxruntime-gpu" in reason and OnnxRuntimeBackend().unavailable_reason() is None
 
 
+@CPU_BUILD
 def test_a_session_that_fell_back_to_the_cpu_is_an_error_not_a_cpu_figure(relu):
-    import onnxruntime
-
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("this onnxruntime would really run on CUDA")
     runner = OrtRunner(relu, providers=ORT_DEVICES["cuda"])
     with pytest.raises(BuildError, match="put relu.onnx on CPUExecutionProvider although CUDAExecutionProvider"):
         with pytest.warns(UserWarning, match="CUDAExecutionProvider"):  # what ONNX Runtime itself only warns

@@ -63,6 +63,7 @@ def test_boards_without_dla_and_fp32_cases_are_skipped_with_the_reason():
     int8 = Case("m", Precision.INT8, "tensorrt", "cuda", 1, "entropy")
     assert backend.unsupported_reason(int8).startswith("this board has 0 DLA core(s): --ptq-trt-dla 0 needs one")
     trt.dla_cores = 2  # an AGX Orin
+    backend = TensorRTBackend(TrtBuildOptions(dla_core=0), trt=trt, device=FakeCudaDevice(trt))
     assert backend.unsupported_reason(int8) is None
     fp32 = Case("m", Precision.FP32, "tensorrt", "cuda", 1)
     assert backend.unsupported_reason(fp32) == "DLA runs FP16 and INT8 engines only, not fp32"

@@ -65,6 +65,7 @@ class TensorRTBackend(Backend):
         self._trt = trt
         self._device = device
         self._trt_device = trt_device
+        self._dla_cores: Optional[int] = None
 
     @property
     def device(self) -> str:
@@ -94,7 +95,9 @@ class TensorRTBackend(Backend):
         trt = self._trt or import_tensorrt()
         if not self.capabilities().has_dla:
             return f"TensorRT {trt.__version__} has no DLA API (DeviceType, IBuilderConfig.DLA_core)"
-        cores = int(trt.Builder(process_logger(trt)).num_DLA_cores)
+        if self._dla_cores is None:  # one builder per backend, not one per case at collection
+            self._dla_cores = int(trt.Builder(process_logger(trt)).num_DLA_cores)
+        cores = self._dla_cores
         if self.options.dla_core >= cores:
             return (f"this board has {cores} DLA core(s): --ptq-trt-dla {self.options.dla_core} needs one with DLA"
                     " (Jetson AGX Xavier, Xavier NX, AGX Orin, Orin NX)")
