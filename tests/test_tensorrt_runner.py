@@ -6,6 +6,8 @@ synchronizes, chunking of large batches, one ``gpu_compute_ms`` figure per execu
 capture after warm-up, and that the base model runs on a copy.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -207,3 +209,25 @@ def test_the_gpu_base_runs_a_copy_of_the_model_and_matches_the_cpu_base():
     assert device.calls["synchronize"] == 4 and device.calls["release"] == 1 and gpu._module is None
     # each call: the input copy is synchronized before the start event, the output after the end event
     assert device.timeline == ["synchronize", "start", "end", "synchronize"] * 2
+
+
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0.30", "11.1.0"])
+def test_the_layer_profiler_reports_each_engine_layer_per_call_outside_cuda_graphs(onnx_model, tmp_path, version):
+    from ptqcore.backends.tensorrt.profiler import inspector_layers
+
+    trt, path = engine(onnx_model, tmp_path, version)
+    trt.layer_ms = lambda index, name: 0.5 if name.startswith("Reformatting") else 0.1 * (index + 1)
+    with TrtRunner(path, cuda_graph=True, trt=trt, device=FakeCudaDevice(trt)) as runner:
+        for _ in range(4):
+            runner.infer(images(4))  # captured and replayed from here on
+        profile = runner.profile_layers(images(4), calls=6, warmup=2, quantized=False)
+        assert runner.cuda_graph and runner.take_gpu_compute_ms() == []  # graphs allowed again; no stray compute times
+        runner.infer(images(4))
+        assert runner.graph_status()["cuda_graph"]
+    names = list(inspector_layers(trt.EngineInspector(trt.ICudaEngine(json.loads(
+        path.read_bytes().split(b"\n", 1)[1]))).get_engine_information(trt.LayerInformationFormat.JSON)))
+    assert profile.calls == 6 and {layer.layer for layer in profile.layers} == set(names)
+    reformat = [layer for layer in profile.layers if layer.category == "reformat"]
+    assert len(reformat) == 1 and reformat[0].median_ms == pytest.approx(0.5) and reformat[0].precision == "fp32"
+    assert profile.total_ms == pytest.approx(0.5 + sum(0.1 * (i + 1) for i in range(1, len(names))))
+    assert all(layer.provider == "TensorRT" and len(layer.times_ms) == 6 for layer in profile.layers)

@@ -113,6 +113,9 @@ def pytest_configure(config) -> None:
         options = options_from_config(config)
         thresholds = load_thresholds(config.getoption("ptq_thresholds"))
         suite = Study(options, thresholds, _terminal_report(config))
+        if target is not None:  # --ptq-profile-layers tables travel beside the run's JSON, named relative to it
+            json_path = target.expanduser().resolve()
+            suite.layer_tables = (json_path.parent / f"{json_path.stem}.layers", json_path.parent)
         suite.check_inputs()
         for warning in check_names(thresholds, set(suite.specs), ALL_BACKEND_NAMES, DATASETS):
             _terminal_report(config)(f"warning: {warning}")

@@ -16,7 +16,9 @@ early, and ``tests_not_finished`` names those tests),
 (phase 1, timed once per model and shared by its precisions' records), ``build_s`` (phase 2;
 both medians over rounds, with ``*_rounds``), ``size_bytes``, ``size_bytes_base``,
 ``size_reduction``, ``top1``, ``top5``, ``top1_base``, ``accuracy_drop_pp``, ``agreement_top1``, ``latency_ms`` (``p50``, ``p90``, ``p99``, ``mean``, ``std``, ``n``, ``min``,
-``max``, ``cv``), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
+``max``, ``cv``), with ``--ptq-profile-layers`` ``layer_profile`` (the runtime's per-layer times: totals per
+category and op type, the top layers, the profiled total against the latency p50, the full table's
+file) and on INT8 records ``layer_changes`` and ``int8_slowdown`` (:mod:`ptqcore.study.layer_compare`), ``first_inference_ms``, ``throughput_ips``, ``speedup_vs_fp32`` (the FP32 case of
 the same model, backend, device and batch size: p50 / this p50) and ``speedup_vs_base`` (the same
 with the PyTorch base on the same device; never across devices); INT8 records add how they were
 quantized (``int8_recipe``, ``activation_type``, ``weight_type``, ``per_channel``,
@@ -111,6 +113,9 @@ RECORD_FIELDS = {
     # resources, energy and the machine while measuring
     "resources": _OBJECT, "energy_j_per_inference": _NUMBER, "energy": _OBJECT, "stability": _OBJECT,
     "machine_state": _OBJECT, "machine_load": _OBJECT,
+    # per-layer profile (--ptq-profile-layers; ptqcore.measure.layer_profile.summary), and for INT8 against its float
+    # twin: per layer group (ptqcore.study.layer_compare.layer_changes) and, where INT8 is not faster, the causes
+    "layer_profile": _OBJECT, "layer_changes": _OBJECT, "int8_slowdown": _OBJECT,
     # TensorRT engines
     "engine_path": _TEXT, "engine_build": _OBJECT, "layers": _INT, "layers_by_precision": _OBJECT,
     "reformat_layers": _INT, "reformat_layers_from_qdq": _INT, "detailed": _FLAG,

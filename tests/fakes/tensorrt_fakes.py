@@ -113,6 +113,11 @@ AVAILABLE: Dict[str, Span] = {
     "IExecutionContext.set_tensor_address": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
     "IExecutionContext.set_input_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
     "IExecutionContext.get_tensor_shape": Span((8, 5), OPEN, "pyCore.cpp @ release/8.5, still @ release/11.1"),
+    # py::class_<IProfiler, PyProfiler>(m, "IProfiler") with py::init<>() and "report_layer_time"(layer_name, ms),
+    # and IExecutionContext's def_property("profiler", ...): called once per layer for execute_v2 / enqueue
+    "IProfiler": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "IProfiler.report_layer_time": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
+    "IExecutionContext.profiler": Span((8, 0), OPEN, "pyCore.cpp @ release/8.0, still @ release/11.1"),
 }
 
 #: The newest ONNX opset each fake's parser reads, where the tests rely on it.
@@ -152,6 +157,7 @@ def make_tensorrt(version: str):
     trt.capturing = None  # a FakeGraph while a CUDA graph is captured
     trt.fail_capture = None  # an error message: an execute under capture fails with it
     trt.timeline = None  # a list (FakeCudaDevice's) that execute calls are appended to, in order
+    trt.layer_ms = lambda index, name: 0.01 * (index + 1)  # what the profiler is told each layer took
 
     def record(*call) -> None:
         trt.calls.append(call)
@@ -569,11 +575,34 @@ def make_tensorrt(version: str):
         def create_engine_inspector(self):
             return EngineInspector(self)
 
+    class IProfiler:
+        """The base class user profilers derive from; its ``__init__`` must be called (pybind11)."""
+
+        def __init__(self) -> None:
+            self._initialised = True
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            raise RuntimeError("Tried to call pure virtual function \"IProfiler::report_layer_time\"")
+
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine) -> None:
             self.engine = engine
             self.shapes = {name: shape for name, shape, _, _ in engine.tensors}
             self.addresses: Dict[str, int] = {}
+            self.profiler = None
+
+        def _report_layers(self) -> None:
+            """Each inspector layer's time to the profiler after a run (not under capture): layer i takes
+            ``trt.layer_ms(i, name)`` ms (default ``0.01 * (i + 1)``)."""
+            if self.profiler is None:
+                return
+            assert getattr(self.profiler, "_initialised", False), "IProfiler.__init__ was not called"
+            document = json.loads(EngineInspector(self.engine).get_engine_information(trt.LayerInformationFormat.JSON))
+            for index, layer in enumerate(document["Layers"]):
+                name = layer["Name"] if isinstance(layer, dict) else layer
+                if isinstance(layer, dict) and layer.get("LayerType") == "NoOp":
+                    continue
+                self.profiler.report_layer_time(name, trt.layer_ms(index, name))
 
         def _resolve_outputs(self) -> None:
             batch = next(self.shapes[name] for name, _, _, is_input in self.engine.tensors if is_input)[0]
@@ -628,6 +657,7 @@ def make_tensorrt(version: str):
             import torch
 
             y.copy_(mean * torch.from_numpy(classes))
+            self._report_layers()
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
@@ -666,6 +696,7 @@ def make_tensorrt(version: str):
     trt.IOptimizationProfile, trt.ITimingCache, trt.IBuilderConfig = IOptimizationProfile, ITimingCache, IBuilderConfig
     trt.Builder, trt.Runtime, trt.ICudaEngine, trt.IExecutionContext = Builder, Runtime, ICudaEngine, IExecutionContext
     trt.EngineInspector = EngineInspector
+    trt.IProfiler = IProfiler
     return trt
 
 

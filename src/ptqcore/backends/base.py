@@ -49,6 +49,8 @@ class Runner(abc.ABC):
     times_gpu_compute: bool = False
     #: Whether :meth:`census` says how the artifact's layers run (TensorRT engines).
     has_census: bool = False
+    #: Whether :meth:`profile_layers` gives the runtime's own per-layer times.
+    has_layer_profiler: bool = False
 
     def take_gpu_compute_ms(self) -> List[float]:
         """The GPU compute times (ms) recorded since the last call, and forget them; only where
@@ -58,6 +60,15 @@ class Runner(abc.ABC):
     def census(self) -> Optional[dict]:
         """How the loaded artifact's layers run (call while active); only where :attr:`has_census`."""
         raise NotImplementedError(f"{type(self).__name__} has no layer census (has_census is False)")
+
+    def profile_layers(self, batch: np.ndarray, calls: int, warmup: int, quantized: bool, graph=None):
+        """The runtime's per-layer times (a :class:`~ptqcore.measure.layer_profile.LayerProfile`) of
+        ``calls`` inferences of ``batch`` after ``warmup`` untimed ones (call while active; only where
+        :attr:`has_layer_profiler`). ``quantized``: the artifact is INT8, so float layers are fallbacks;
+        ``graph``: the :class:`~ptqcore.build.graph_layers.GraphLayers` of the ONNX file the artifact was
+        built from, for runtimes whose artifact is no ONNX file (TensorRT). Never part of a timed
+        window: a profiler slows what it watches."""
+        raise NotImplementedError(f"{type(self).__name__} has no layer profiler (has_layer_profiler is False)")
 
     def __enter__(self) -> "Runner":
         self.activate()

@@ -46,7 +46,10 @@ class OrtRunner(Runner):
         self.providers = tuple(providers)
         self.session = None
 
-    def activate(self) -> None:
+    #: Profiles layers with ONNX Runtime's own profiler (:mod:`ptqcore.backends.ort_profile`).
+    has_layer_profiler = True
+
+    def _options(self):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -56,7 +59,12 @@ class OrtRunner(Runner):
         level = ort.GraphOptimizationLevel
         options.graph_optimization_level = level.ORT_DISABLE_ALL if self.reference else level.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=list(self.providers))
+        return options
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(self.model_path), self._options(), providers=list(self.providers))
         used = tuple(self.session.get_providers())
         if not used or used[0] != self.providers[0]:
             self.session = None
@@ -73,6 +81,15 @@ class OrtRunner(Runner):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(self._outputs, {self._input: batch})[0]
+
+    def profile_layers(self, batch: np.ndarray, calls: int, warmup: int, quantized: bool, graph=None):
+        """The per-node profile of ``calls`` runs of ``batch`` after ``warmup``, in a profiling session
+        of its own with this runner's settings (:func:`~ptqcore.backends.ort_profile.profile_session`);
+        the graph is the artifact's own (``graph`` is not needed)."""
+        from ptqcore.backends.ort_profile import profile_session
+
+        return profile_session(self.model_path, self._options(), self.providers, {self._input: batch}, calls,
+                               warmup, quantized)
 
 
 class OnnxRuntimeBackend(Backend):

@@ -159,6 +159,11 @@ class SuiteOptions:
         " (record field sensitivity, computed by test_accuracy_drop; done anyway for an INT8 case that fails its"
         " accuracy-drop limit)",
         action="store_true"))
+    profile_layers: bool = _option(False, _flag(
+        "--ptq-profile-layers", help="after each case's timed latency rounds (never inside them), run it under the"
+        " runtime's own per-layer profiler (ONNX Runtime's, TensorRT's IProfiler): record field layer_profile, the"
+        " full table in a CSV beside the JSON, and for INT8 where its time goes against FP32 (CPU) / FP16 (GPU)",
+        action="store_true"))
     trt_workspace_mib: Optional[int] = _option(None, _flag(
         "--ptq-trt-workspace", types.int_at_least(1), "MIB",
         "TensorRT builder workspace limit (default: TensorRT's; a Jetson shares memory with the CPU)"))

@@ -11,11 +11,13 @@ this module: it calls its own methods, which this class overrides.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 from ptqcore.case import DEFAULT_TECHNIQUE, Case, Precision
 from ptqcore.measure.accuracy import Predictions
 from ptqcore.models.technique_models import technique_base_case
 from ptqcore.study.int8_reference import int8_figures, reference_predictions
+from ptqcore.study.layer_profiles import paired_figures, profile_case
 from ptqcore.study.mixed import float_nodes, mixed_figures
 from ptqcore.study.techniques import technique_figures
 from ptqcore.suite import Suite
@@ -23,6 +25,28 @@ from ptqcore.suite import Suite
 
 class Study(Suite):
     """A :class:`~ptqcore.suite.Suite` that also runs the studies of its cases (see the module docstring)."""
+
+    #: Where ``--ptq-profile-layers`` writes each case's full table, and the folder the records name it
+    #: relative to (the run's JSON's; None: absolute). The plugin sets it; None: under the cache.
+    layer_tables: Optional[Tuple[Path, Optional[Path]]] = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: The layer profiles of this session's cases, for pairing INT8 with its float twin.
+        self.layer_profiles: Dict[Case, object] = {}
+
+    def profile_layers(self, case: Case) -> Optional[dict]:
+        """Profile ``case``'s layers (:func:`~ptqcore.study.layer_profiles.profile_case`) into its record's
+        ``layer_profile`` and complete the INT8 pairs it belongs to; None where it has no profiler."""
+        folder, relative_to = self.layer_tables or (self.options.cache_dir / "layer-profiles", None)
+        made = profile_case(self, case, folder, relative_to)
+        if made is None:
+            return None
+        self.layer_profiles[case], figures = made
+        self.book.update(case, layer_profile=figures)
+        for other, fields in paired_figures(self, self.layer_profiles, case).items():
+            self.book.update(other, **fields)
+        return figures
 
     def float_layers(self, case: Case) -> tuple:
         """The nodes the INT8 build of ``case`` keeps in float: the search's for ``int8-mixed``, else none."""

@@ -47,7 +47,7 @@ def _tensor_type(tensor: dict) -> str:
     return "Unknown"
 
 
-def _layer_facts(layer) -> Tuple[Optional[str], str, bool, bool]:
+def layer_facts(layer) -> Tuple[Optional[str], str, bool, bool]:
     """(layer type or None, precision, is a reformat, its details were known) of one inspector entry."""
     if isinstance(layer, dict):
         kind = layer.get("LayerType")
@@ -100,7 +100,7 @@ def census_from_inspector_json(text: str) -> dict:
     counted = reformats = from_qdq = 0
     detailed = bool(layers)
     for layer in layers:
-        kind, precision, reformat, known = _layer_facts(layer)
+        kind, precision, reformat, known = layer_facts(layer)
         detailed = detailed and known
         if kind in _NOT_RUN:
             continue

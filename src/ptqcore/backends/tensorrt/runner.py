@@ -189,6 +189,36 @@ class TrtRunner(GpuRunner):
         shape = {"engine_input_shape": {self._input.name: [int(d) for d in self._shape]}}
         return {**(census or {}), **self.graph_status(), **shape}
 
+    has_layer_profiler = True
+
+    def profile_layers(self, batch: np.ndarray, calls: int, warmup: int, quantized: bool, graph=None):
+        """TensorRT's per-layer times (:mod:`ptqcore.backends.tensorrt.profiler`) of ``calls``
+        inferences after ``warmup``, without CUDA graphs (a replay reports no layer); the profiler is
+        set on this context for the profiled calls only, and graphs are allowed again afterwards."""
+        from ptqcore.backends.tensorrt.profiler import inspector_layers, layer_collector, profile_from_reports
+
+        trt = self._trt
+        collector = layer_collector(trt)
+        graphs, self.cuda_graph, self._graph = self.cuda_graph, False, None
+        self.context.profiler = collector
+        try:
+            for _ in range(warmup):
+                self.infer(batch)
+            collector.take()
+            per_call = []
+            for _ in range(calls):
+                self.infer(batch)
+                per_call.append(collector.take())
+        finally:
+            self.cuda_graph = graphs
+        if self.times_gpu_compute:
+            self.take_gpu_compute_ms()  # the profiled calls' compute times are not latency figures
+        layers = {}
+        if TrtCapabilities.from_module(trt).has_engine_inspector:
+            inspector = self.engine.create_engine_inspector()
+            layers = inspector_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+        return profile_from_reports(per_call, layers, graph, quantized)
+
     # -- inference ------------------------------------------------------------------------------
     def _set_shape(self, shape: Tuple[int, ...]) -> None:
         if self._v3:

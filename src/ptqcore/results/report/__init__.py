@@ -61,6 +61,7 @@ def write_report(paths: Sequence, directory, allow_incomplete: bool = False) -> 
     runs = load_report_runs(paths, allow_incomplete)
     try:
         from ptqcore.results.report import calibration_sweep, figures, technique_ranking  # matplotlib only from here on
+        from ptqcore.results.report import layer_profile as layer_time
         from ptqcore.results.report import sensitivity as layer_sensitivity
     except ImportError as err:
         if not str(getattr(err, "name", "") or "").startswith("matplotlib"):
@@ -103,6 +104,16 @@ def write_report(paths: Sequence, directory, allow_incomplete: bool = False) -> 
         blocks += figure(figures.throughput_speedup, prefix + "throughput", "Throughput (images/s), speed-up against"
                          " FP32 on the same backend and device, and against the PyTorch base on the same device"
                          " (p50 / p50; never across devices).", footer, cases)
+        if layer_time.profiled(cases):
+            blocks += [Heading("Where the time goes, per layer", 3)]
+            blocks += figure(layer_time.draw_time, prefix + "layer-time", "The runtime's own per-layer profile"
+                             " (--ptq-profile-layers, run apart from the timed rounds): time per inference by category"
+                             " (compute; compute left in float in a quantized model; Q/DQ the runtime did not fuse;"
+                             " reformat / layout layers) and by op type.", footer, cases)
+            blocks += figure(layer_time.draw_changes, prefix + "layer-changes", "INT8 against its float twin (FP32 on"
+                             " a CPU, FP16 on a GPU), per layer group (a node with its normalization, activation and"
+                             " Q/DQ nodes): the groups whose time changed most.", footer, cases)
+            blocks.append(layer_time.table(cases))
         blocks += [Heading("Compression overhead", 3)]
         blocks += figure(figures.overhead, prefix + "overhead", "Export (phase 1) + build (phase 2) time per case,"
                          " stacked; error bars: min-max over the compression rounds. The base model is not"

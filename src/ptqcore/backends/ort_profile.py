@@ -1,0 +1,117 @@
+"""ONNX Runtime's own per-node profiler, read into a :class:`~ptqcore.measure.layer_profile.LayerProfile`.
+
+With ``SessionOptions.enable_profiling`` a session writes, on ``end_profiling()``, a Chrome-trace
+JSON list of events (``onnxruntime/core/common/profiler.cc``, 1.19 to 1.32): per run a ``Session``
+event ``model_run`` with its start ``ts`` and ``dur`` (microseconds), and per executed node a
+``Node`` event named ``<node name>_kernel_time`` with ``args.op_name``, ``args.provider`` and
+``args.input_type_shape`` (a list of ``{type: shape}``, e.g. ``[{"uint8": [1, 16, 8, 8]}, ...]``).
+Node names are those of the optimized graph: ONNX Runtime keeps the names of the nodes it fuses into
+(``QLinearConv`` is named after the Conv it replaces), renames what it rewrites, and adds nodes of
+its own (:mod:`ptqcore.build.graph_layers` maps them back).
+
+Profiling runs in its own session, never the timed one: the timed latency rounds are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from ptqcore.build.graph_layers import GraphLayers
+from ptqcore.errors import BuildError
+from ptqcore.measure.layer_profile import LayerProfile, LayerTime, categorize, per_call_totals
+
+#: ONNX Runtime's layout and type conversions: reformat layers wherever they appear.
+REFORMAT_OPS = ("ReorderInput", "ReorderOutput", "Cast")
+#: Ops that are reformat layers when ONNX Runtime added them (no twin in the ONNX file): the NHWC
+#: transformer's Transposes around quantized convolutions.
+ADDED_REFORMAT_OPS = ("Transpose",)
+_PRECISIONS = {"uint8": "int8", "int8": "int8", "float": "fp32", "float16": "fp16", "bfloat16": "bf16",
+               "int32": "int32"}
+_KERNEL_SUFFIX = "_kernel_time"
+
+
+def _precision(args: dict) -> str:
+    for item in args.get("input_type_shape") or []:
+        if isinstance(item, dict) and item:
+            return _PRECISIONS.get(next(iter(item)), "unknown")
+    return "unknown"
+
+
+def _label(op: str, node, graph: GraphLayers) -> str:
+    """What the report calls a runtime node: the label of the ONNX node it is (a fused node named after
+    its last node's output is labelled by its group's head: ``r1_nchwc`` is the Conv before Relu
+    ``r1``), ``QLinear`` + the Conv's label for a quantized Conv (``QLinearConv (depthwise)``), else
+    the runtime's op type."""
+    head = graph.nodes.get(node.group) if node is not None else None
+    for candidate in (node, head):
+        if candidate is not None and candidate.op_type == op:
+            return candidate.label
+    if head is not None and op.startswith("QLinear") and head.op_type == op[len("QLinear"):]:
+        return "QLinear" + head.label
+    return op
+
+
+def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: bool, skip_runs: int) -> LayerProfile:
+    """The profile of the runs after the first ``skip_runs`` (warm-up) of ONNX Runtime's ``events``.
+
+    Node events are assigned to the ``model_run`` whose time span holds their start. Raises
+    :class:`~ptqcore.errors.BuildError` when the trace has no run after the warm-up, or no node times
+    (a build of ONNX Runtime without its profiler)."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")[skip_runs:]
+    if not runs:
+        raise BuildError("ONNX Runtime's profile holds no run after the warm-up",
+                         "profile with more calls (the profile must see at least one run)")
+    nodes = sorted((e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith(_KERNEL_SUFFIX)),
+                   key=lambda e: e["ts"])
+    per_call: List[Dict[str, float]] = [{} for _ in runs]
+    facts: Dict[str, Tuple[str, str, str]] = {}
+    run = 0
+    for event in nodes:
+        while run < len(runs) and event["ts"] >= runs[run][1]:
+            run += 1
+        if run == len(runs):
+            break
+        if event["ts"] < runs[run][0]:
+            continue  # a warm-up run's node
+        name = event["name"][: -len(_KERNEL_SUFFIX)]
+        args = event.get("args") or {}
+        per_call[run][name] = per_call[run].get(name, 0.0) + event["dur"] / 1e3
+        facts.setdefault(name, (str(args.get("op_name", "")), str(args.get("provider", "")), _precision(args)))
+    if not facts:
+        raise BuildError("ONNX Runtime's profile holds no node times",
+                         "use an onnxruntime build with its profiler (the PyPI wheels have it)")
+    layers = []
+    for name, (op, provider, precision) in facts.items():
+        node = graph.node_for(name)
+        reformat = op in REFORMAT_OPS or (node is None and op in ADDED_REFORMAT_OPS)
+        layers.append(LayerTime(
+            layer=name, op_type=_label(op, node, graph), precision=precision,
+            category=categorize(op, precision, quantized, reformat),
+            group=node.group if node is not None else "", neighbour=graph.neighbour_label(node) if node else "",
+            provider=provider, times_ms=tuple(call.get(name, 0.0) for call in per_call),
+        ))
+    notes = () if all(layer.group for layer in layers) else (
+        f"{sum(not layer.group for layer in layers)} layer(s) ONNX Runtime added have no node in the ONNX file",)
+    return LayerProfile(tuple(layers), per_call_totals(per_call), len(runs), "onnxruntime", notes)
+
+
+def profile_session(model_path: Path, options, providers: Sequence[str], feed: dict, calls: int,
+                    warmup: int, quantized: bool) -> LayerProfile:
+    """Run ``feed`` through a new profiling session of ``model_path`` (``options``: the timed
+    session's ``SessionOptions``, copied settings) ``warmup + calls`` times and read its trace."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="ptqcore-ort-profile-") as scratch:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "profile")
+        session = ort.InferenceSession(str(model_path), options, providers=list(providers))
+        outputs = [session.get_outputs()[0].name]
+        for _ in range(warmup + calls):
+            session.run(outputs, feed)
+        trace = session.end_profiling()
+        events = json.loads(Path(trace).read_text())
+    return profile_from_events(events, GraphLayers.from_onnx(model_path), quantized, warmup)

@@ -1,0 +1,208 @@
+"""Per-layer profiles: real ONNX Runtime profiles of small graphs, layer groups, matching across precisions.
+
+The graphs are built here with ``onnx.helper`` and quantized by ONNX Runtime's own ``quantize_static``;
+every profile is a real run of ONNX Runtime's profiler (no fake). Pure logic (summaries, causes) is
+checked with hypothesis on generated profiles.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from ptqcore.backends.onnxruntime import OrtRunner
+from ptqcore.backends.ort_profile import profile_from_events
+from ptqcore.build.graph_layers import GraphLayers
+from ptqcore.errors import BuildError
+from ptqcore.measure.layer_profile import AGREEMENT_BAND, CATEGORIES, LayerProfile, LayerTime, summary, write_table
+from ptqcore.study.layer_compare import ADDED, layer_changes, slowdown_causes
+
+SIDE = 48
+
+
+def _conv(name, x, out, cin, cout, rng, group=1):
+    weight = numpy_helper.from_array((rng.standard_normal((cout, cin // group, 3, 3)) * 0.2).astype(np.float32),
+                                     f"{name}.w")
+    bias = numpy_helper.from_array(np.zeros(cout, np.float32), f"{name}.b")
+    node = helper.make_node("Conv", [x, weight.name, bias.name], [out], name=name, pads=[1, 1, 1, 1], group=group)
+    return node, [weight, bias]
+
+
+def _model(nodes, inits, channels=16):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIDE, SIDE])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _float_op_model(rng):
+    """Conv -> Erf (no INT8 kernel in ONNX Runtime) -> Conv -> ReduceMean: the Erf must run in float."""
+    a, ia = _conv("conv_a", "input", "a", 3, 16, rng)
+    b, ib = _conv("conv_b", "e", "b", 16, 16, rng)
+    erf = helper.make_node("Erf", ["a"], ["e"], name="erf")
+    mean = helper.make_node("ReduceMean", ["b"], ["out"], name="mean", keepdims=0)
+    return _model([a, erf, b, mean], ia + ib)
+
+
+def _fused_model(rng):
+    """Conv -> BatchNormalization -> Relu -> depthwise Conv -> Relu -> Conv -> GlobalAveragePool: ONNX
+    Runtime fuses BN and Relu into the Convs and renames the nodes it rewrites (``_nchwc``)."""
+    nodes, inits = [], []
+    conv1, i1 = _conv("conv1", "input", "c1", 3, 32, rng)
+    scale, bias, mean, var = (numpy_helper.from_array(v.astype(np.float32), f"bn.{n}") for n, v in (
+        ("scale", rng.uniform(0.5, 1.5, 32)), ("bias", rng.standard_normal(32) * 0.1),
+        ("mean", rng.standard_normal(32) * 0.1), ("var", rng.uniform(0.5, 1.5, 32))))
+    bn = helper.make_node("BatchNormalization", ["c1", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["n1"], name="bn1")
+    relu1 = helper.make_node("Relu", ["n1"], ["r1"], name="relu1")
+    dw, i2 = _conv("conv2_dw", "r1", "c2", 32, 32, rng, group=32)
+    relu2 = helper.make_node("Relu", ["c2"], ["r2"], name="relu2")
+    conv3, i3 = _conv("conv3", "r2", "c3", 32, 64, rng)
+    pool = helper.make_node("GlobalAveragePool", ["c3"], ["out"], name="pool")
+    nodes = [conv1, bn, relu1, dw, relu2, conv3, pool]
+    inits = i1 + [scale, bias, mean, var] + i2 + i3
+    return _model(nodes, inits)
+
+
+def _quantize(fp32_path, out_path, rng):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": rng.standard_normal((1, 3, SIDE, SIDE)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out_path
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """{name: path} of the float-op model and the fused model, FP32 and their Q/DQ INT8 files."""
+    folder = tmp_path_factory.mktemp("layer-profile")
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, make in (("float_op", _float_op_model), ("fused", _fused_model)):
+        path = folder / f"{name}-fp32.onnx"
+        onnx.save(make(rng), str(path))
+        out[name] = path
+        out[f"{name}-int8"] = _quantize(path, folder / f"{name}-int8.onnx", rng)
+    return out
+
+
+def _profile(path, quantized, calls=30):
+    batch = np.random.default_rng(1).standard_normal((1, 3, SIDE, SIDE)).astype(np.float32)
+    with OrtRunner(path, threads=1) as runner:
+        return runner.profile_layers(batch, calls, 3, quantized)
+
+
+def test_a_float_op_between_qdq_pairs_is_timed_as_float_with_its_qdq_nodes(graphs):
+    profile = _profile(graphs["float_op-int8"], quantized=True)
+    assert profile.calls == 30 and len(profile.call_totals_ms) == 30
+    erf = [layer for layer in profile.layers if layer.op_type == "Erf"]
+    assert len(erf) == 1, [layer.layer for layer in profile.layers]
+    (erf,) = erf
+    assert erf.category == "float" and erf.precision == "fp32" and erf.group == "erf"
+    assert erf.median_ms > 0
+    around = [layer for layer in profile.layers if layer.category == "qdq" and layer.neighbour == "Erf"]
+    # ONNX Runtime fuses the Convs' Q/DQ into QLinearConv; the pair that feeds Erf and the one after it stay
+    assert {layer.op_type for layer in around} == {"QuantizeLinear", "DequantizeLinear"}, around
+    assert all(layer.group == "erf" for layer in around if layer.op_type == "DequantizeLinear")
+    assert all(layer.group == "erf" for layer in around if layer.op_type == "QuantizeLinear")
+    convs = [layer for layer in profile.layers if layer.op_type == "QLinearConv"]
+    assert {layer.group for layer in convs} == {"conv_a", "conv_b"} and all(c.category == "compute" for c in convs)
+    groups = {row["group"]: row for row in layer_changes(_profile(graphs["float_op"], False), profile, "fp32")["rows"]}
+    assert groups["erf"]["parts"]["float"] > 0 and groups["erf"]["parts"]["qdq"] > 0
+    causes = slowdown_causes(_profile(graphs["float_op"], False), profile, 0.9, "FP32")
+    texts = {cause["cause"]: cause["text"] for cause in causes["causes"]}
+    assert "Erf (1)" in texts["float"] and "Erf" in texts.get("qdq", "Erf")
+
+
+def test_layers_match_across_precisions_through_the_names_onnx_runtime_gives_fused_nodes(graphs):
+    fp32 = _profile(graphs["fused"], quantized=False)
+    int8 = _profile(graphs["fused-int8"], quantized=True)
+    source = {node.name for node in onnx.load(str(graphs["fused"])).graph.node}
+    renamed = [layer.layer for layer in fp32.layers if layer.category == "compute" and layer.layer not in source]
+    assert renamed, "ONNX Runtime kept every FP32 node name here: this test would not test the matching"
+    changes = layer_changes(fp32, int8, "fp32")
+    assert changes["matched"] == 4 and changes["only_reference"] == 0 and changes["only_quantized"] == 0, changes
+    rows = {row["group"]: row for row in changes["rows"]}
+    assert {"conv1", "conv2_dw", "conv3", "pool"} <= set(rows)
+    assert rows["conv2_dw"]["reference_op"] == "Conv (depthwise)" and rows["conv2_dw"]["op"] == "QLinearConv (depthwise)"
+    for name in ("conv1", "conv2_dw", "conv3"):
+        assert rows[name]["reference_ms"] > 0 and rows[name]["ms"] > 0
+    assert all(layer.group for layer in fp32.layers if layer.category == "compute")
+    total = sum(row["ms"] or 0 for row in changes["rows"]) + changes["other"]["ms"]
+    assert total == pytest.approx(changes["ms"])
+
+
+def test_the_record_summary_and_table_hold_every_layer(graphs, tmp_path):
+    profile = _profile(graphs["fused-int8"], quantized=True)
+    record = summary(profile, latency_p50_ms=profile.total_ms, table_file="t.csv")
+    assert record["vs_latency"] == pytest.approx(1.0) and record["flag"] is None
+    assert sum(item["ms"] for item in record["by_category"].values()) == pytest.approx(
+        sum(layer.median_ms for layer in profile.layers))
+    rows = list(csv.DictReader(write_table(profile, tmp_path / "t.csv").open()))
+    assert len(rows) == len(profile.layers) and not list(tmp_path.glob("*.partial"))
+    assert [float(row["median_ms"]) for row in rows] == sorted((float(row["median_ms"]) for row in rows), reverse=True)
+
+
+def test_a_trace_without_runs_after_the_warm_up_is_an_error(graphs):
+    graph = GraphLayers.from_onnx(graphs["fused"])
+    with pytest.raises(BuildError, match="no run after the warm-up"):
+        profile_from_events([{"cat": "Session", "name": "model_run", "ts": 0, "dur": 5}], graph, False, skip_runs=1)
+
+
+# -- pure logic ---------------------------------------------------------------------------------------
+_layer = st.builds(
+    LayerTime, layer=st.text("abcxyz/_", min_size=1, max_size=6), op_type=st.sampled_from(["Conv", "Mul", "Concat"]),
+    precision=st.sampled_from(["int8", "fp32"]), category=st.sampled_from(CATEGORIES),
+    group=st.sampled_from(["", "g1", "g2", "g3"]), neighbour=st.sampled_from(["", "Concat"]), provider=st.just("cpu"),
+    times_ms=st.lists(st.floats(0.0, 5.0), min_size=3, max_size=3).map(tuple))
+
+
+def _profile_of(layers):
+    layers = tuple({layer.layer: layer for layer in layers}.values())
+    totals = tuple(sum(layer.times_ms[i] for layer in layers) for i in range(3))
+    return LayerProfile(layers, totals, 3, "test")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_layer, min_size=1, max_size=12), st.lists(_layer, min_size=1, max_size=12),
+       st.floats(0.1, 3.0))
+def test_changes_and_causes_account_for_the_time_they_name(reference, quantized, speedup):
+    ref, mine = _profile_of(reference), _profile_of(quantized)
+    changes = layer_changes(ref, mine, "fp32", top=3)
+    listed = changes["rows"]
+    assert len(listed) <= 3 and changes["groups"] == len(listed) + changes["other"]["groups"]
+    assert sum(row["ms"] or 0 for row in listed) + changes["other"]["ms"] == pytest.approx(changes["ms"])
+    deltas = [abs(row["delta_ms"]) for row in listed]
+    assert deltas == sorted(deltas, reverse=True)
+    assert ADDED not in {row["group"] for row in listed} or any(not layer.group for layer in ref.layers + mine.layers)
+    causes = slowdown_causes(ref, mine, speedup, "FP32")
+    if speedup > 1 or mine.total_ms <= 0:
+        assert causes is None
+        return
+    for cause in causes["causes"]:
+        assert cause["ms"] > 0 and cause["share"] == pytest.approx(cause["ms"] / mine.total_ms)
+    by_category = {c: sum(layer.median_ms for layer in mine.layers if layer.category == c) for c in CATEGORIES}
+    for cause in causes["causes"]:
+        if cause["cause"] in by_category:
+            assert cause["ms"] == pytest.approx(by_category[cause["cause"]])
+
+
+@given(st.floats(0.001, 100.0), st.floats(0.001, 100.0))
+def test_a_profile_far_from_the_latency_is_flagged(profiled, latency):
+    profile = LayerProfile((LayerTime("x", "Conv", "fp32", "compute", "x", "", "cpu", (profiled,)),), (profiled,), 1, "t")
+    record = summary(profile, latency, None)
+    low, high = AGREEMENT_BAND
+    assert record["vs_latency"] == pytest.approx(profiled / latency)
+    assert (record["flag"] is None) == (low <= profiled / latency <= high)
+    assert summary(profile, None, None)["flag"]
