@@ -1,7 +1,7 @@
 """Where the time goes, layer by layer: each case under its runtime's own per-layer profiler.
 
-Opt-in (``--ptq-profile-layers``). Runs after every case's latency test (this file sorts after
-``test_inference.py``), on a fresh runner: the profiler never runs inside the timed latency rounds.
+Opt-in (``--ptq-profile-layers``). Runs after every other test (``ptq_last``), each case on a fresh
+runner, so the profiler never runs inside the timed latency rounds.
 The record gets ``layer_profile`` (totals per category and op type, the top layers, the profiled
 total against the measured latency p50; the full table in a CSV beside the JSON) and, for INT8 once
 its FP32 (CPU) or FP16 (GPU) twin is profiled too, ``layer_changes`` and, where INT8 is not faster,
@@ -11,6 +11,7 @@ its FP32 (CPU) or FP16 (GPU) twin is profiled too, ``layer_changes`` and, where 
 import pytest
 
 
+@pytest.mark.ptq_last
 @pytest.mark.ptq_cases(select="compressed", opt_in="--ptq-profile-layers")
 def test_layer_profile(case, ptq_suite):
     profile = ptq_suite.profile_layers(case)

@@ -206,3 +206,37 @@ def test_a_profile_far_from_the_latency_is_flagged(profiled, latency):
     assert record["vs_latency"] == pytest.approx(profiled / latency)
     assert (record["flag"] is None) == (low <= profiled / latency <= high)
     assert summary(profile, None, None)["flag"]
+
+
+# -- the suite with --ptq-profile-layers, end to end on the tiny model --------------------------------
+def test_a_profiled_run_writes_tables_beside_its_json_and_pairs_int8_with_fp32(copy_tiny_cache, tiny_cli_options,
+                                                                            tmp_path):
+    import json
+    import subprocess
+
+    from conftest import REPO, suite_command
+
+    out = tmp_path / "run.json"
+    command = suite_command(tmp_path, copy_tiny_cache(), tiny_cli_options, out)
+    command[3:3] = [str(REPO / "benchmarks" / "test_layer_profile.py")]
+    done = subprocess.run(command + ["--ptq-profile-layers"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = {r["case"]: r for r in json.loads(out.read_text())["ptqcore"]["records"]}
+    profiled = {case: r for case, r in records.items() if r.get("layer_profile")}
+    assert set(profiled) == {case for case, r in records.items() if r["precision"] != "base"}
+    for case, record in profiled.items():
+        profile = record["layer_profile"]
+        assert profile["latency_p50_ms"] == record["latency_ms"]["p50"]  # checked against the timed figure itself
+        table = tmp_path / profile["file"]
+        assert profile["file"] == f"run.layers/{case}.csv" and table.is_file()
+        assert len(table.read_text().splitlines()) == profile["layers"] + 1
+    int8 = records["tiny_cnn-int8-onnxruntime-cpu-b1"]
+    assert int8["layer_changes"]["reference"] == "tiny_cnn-fp32-onnxruntime-cpu-b1"
+    assert int8["layer_changes"]["matched"] >= 3
+    if int8["speedup_vs_fp32"] <= 1:
+        assert int8["int8_slowdown"]["causes"], int8["int8_slowdown"]
+    else:
+        assert int8["int8_slowdown"] is None
+    lines = done.stdout.splitlines()
+    last_latency = max(i for i, line in enumerate(lines) if "test_inference.py" in line)
+    assert all(i > last_latency for i, line in enumerate(lines) if "profiling the layers of" in line)

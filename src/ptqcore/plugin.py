@@ -104,6 +104,7 @@ def pytest_configure(config) -> None:
     target = json_output_path(config)
     if target is not None and not hasattr(config.getoption("benchmark_json"), "write"):
         check_writable(target.expanduser(), "--benchmark-json")
+    config.addinivalue_line("markers", "ptq_last: run after every other test of the session (it reads their figures)")
     config.addinivalue_line(
         "markers", "ptq_cases(select='all'): parametrize the test's `case` argument over the ptqcore"
         " matrix; select 'compressed', 'base', 'int8' or 'quantized' (int8 and int8-mixed) to narrow it; opt_in='--ptq-OPTION' skips it unless"
@@ -189,8 +190,12 @@ def _ptq_int8_mixed_needed(request) -> None:
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Load the data set and check every model's output width against it before any case runs, so a
-    missing data set or a mismatched model stops the run at once."""
+    """Tests marked ``ptq_last`` run after all others, whatever order the files were given in (the
+    layer profile needs every case's timed latency first). Then load the data set and check every
+    model's output width against it before any case runs, so a missing data set or a mismatched model
+    stops the run at once."""
+    items[:] = ([item for item in items if item.get_closest_marker("ptq_last") is None]
+                + [item for item in items if item.get_closest_marker("ptq_last") is not None])
     if SUITE_KEY not in config.stash or config.option.collectonly:
         return
     cases = [case for case in map(_case_of, items) if case is not None]
