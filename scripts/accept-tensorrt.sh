@@ -5,7 +5,9 @@
 #
 # 1. creates (or reuses) a virtual environment with --system-site-packages, so JetPack's tensorrt and
 #    NVIDIA's torch are visible in it, installs ptqcore into it and runs `ptqcore doctor` (exit 2 on an ERROR);
-# 2. runs the suite on TensorRT for two models, every precision (base, FP32, FP16, INT8);
+# 2. runs the suite on TensorRT for two models, every precision (base, FP32, FP16, INT8), with
+#    --ptq-profile-layers (TensorRT's IProfiler per engine layer, after and apart from the timed rounds;
+#    the tables land in OUT_DIR/run.layers/, and INT8 records say where INT8 loses against FP16);
 # 3. runs trtexec --loadEngine on each engine the suite timed, with pinned settings (--exposeDMA,
 #    spin-wait, no transfers, and CUDA graphs as the suite ran: --useCudaGraph up to 10.x when the
 #    record says cuda_graph, --noCudaGraph on 11.x when it does not; see accept_tensorrt.py), and
@@ -54,7 +56,7 @@ if [ "${PTQ_CUDA_GRAPH:-0}" = "1" ]; then
     GRAPH_FLAG=(--ptq-trt-cuda-graph)
 fi
 "$VENV/bin/pytest" "$ROOT/benchmarks/" -p no:cacheprovider \
-    --ptq-backends tensorrt --ptq-models "$MODELS" ${GRAPH_FLAG[@]+"${GRAPH_FLAG[@]}"} \
+    --ptq-backends tensorrt --ptq-models "$MODELS" --ptq-profile-layers ${GRAPH_FLAG[@]+"${GRAPH_FLAG[@]}"} \
     --benchmark-json "$OUT/run.json" 2>&1 | tee "$OUT/pytest.log"
 PYTEST_STATUS=${PIPESTATUS[0]}
 set -e

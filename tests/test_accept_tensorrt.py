@@ -189,6 +189,7 @@ def test_the_shell_script_runs_the_documented_steps():
     script = (ROOT / "scripts" / "accept-tensorrt.sh").read_text()
     assert "--system-site-packages" in script
     assert "--ptq-backends tensorrt" in script and "mobilenet_v3_small,resnet18" in script
+    assert "--ptq-profile-layers" in script  # TensorRT's per-layer profile, on the board
     assert "PTQ_CUDA_GRAPH" in script and "--ptq-trt-cuda-graph" in script  # the run's graphs reach trtexec
     assert "--exposeDMA" in script and "--useCudaGraph" in script and "--noCudaGraph" in script
     assert "--benchmark-json" in script and "accept_tensorrt.py" in script

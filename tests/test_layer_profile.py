@@ -240,3 +240,49 @@ def test_a_profiled_run_writes_tables_beside_its_json_and_pairs_int8_with_fp32(c
     lines = done.stdout.splitlines()
     last_latency = max(i for i, line in enumerate(lines) if "test_inference.py" in line)
     assert all(i > last_latency for i, line in enumerate(lines) if "profiling the layers of" in line)
+
+
+@given(st.one_of(st.none(), st.floats(0.0, 1e4)))
+def test_the_profiled_calls_last_about_the_planned_time_within_bounds(p50):
+    from ptqcore.study.layer_profiles import MAX_CALLS, MIN_CALLS, PROFILE_SECONDS, profile_calls
+
+    calls = profile_calls(p50)
+    assert MIN_CALLS <= calls <= MAX_CALLS
+    if p50 and MIN_CALLS < calls < MAX_CALLS:
+        assert (calls - 1) * p50 < 1e3 * PROFILE_SECONDS <= calls * p50
+
+
+def test_tables_beside_the_json_are_named_relative_to_it(tmp_path):
+    from ptqcore.case import Case, Precision
+    from ptqcore.study.layer_profiles import table_name, twin_of
+
+    case = Case("m", Precision.INT8, "onnxruntime", "cpu", 1, "entropy")
+    path, name = table_name(tmp_path / "run.layers", tmp_path, case)
+    assert path == tmp_path / "run.layers" / f"{case.id}.csv" and name == f"run.layers/{case.id}.csv"
+    assert table_name(tmp_path / "elsewhere", tmp_path / "run", case)[1] == str((tmp_path / "elsewhere" / f"{case.id}.csv").resolve())
+    assert twin_of(case) == Case("m", Precision.FP32, "onnxruntime", "cpu", 1)
+    assert twin_of(Case("m", Precision.INT8, "tensorrt", "cuda", 8, "entropy")).precision is Precision.FP16
+
+
+def test_the_profilers_own_cost_is_measured_and_taken_off_each_node(graphs):
+    from ptqcore.backends.ort_profile import profiler_cost
+    from ptqcore.measure.layer_profile import ProfilerCost
+
+    cost = profiler_cost(OrtRunner(graphs["fused"], threads=1)._options, ("CPUExecutionProvider",))
+    assert cost.per_layer_ms + 3 * cost.per_input_ms > 0, cost  # ONNX Runtime formats shapes inside each node's span
+    assert "1 threads" in cost.how
+    profile = _profile(graphs["fused-int8"], quantized=True)
+    assert profile.cost == cost and profile.raw_total_ms > profile.total_ms
+    record = summary(profile, profile.total_ms, None)
+    assert record["raw_profiled_ms"] > record["profiled_ms"] and record["profiler_cost"]["how"] == cost.how
+    graph = GraphLayers.from_onnx(graphs["fused"])
+    run = {"cat": "Session", "name": "model_run", "ts": 100, "dur": 50}
+    node = {"cat": "Node", "name": "conv1_kernel_time", "ts": 110, "dur": 10,
+            "args": {"op_name": "Conv", "provider": "CPUExecutionProvider",
+                     "input_type_shape": [{"float": [1, 3, 48, 48]}, {"float": [32, 3, 3, 3]}, {"float": [32]}]}}
+    tiny = {"cat": "Node", "name": "relu1_kernel_time", "ts": 130, "dur": 2,
+            "args": {"op_name": "Relu", "provider": "CPUExecutionProvider", "input_type_shape": [{"float": [1]}]}}
+    read = profile_from_events([run, node, tiny], graph, False, 0, ProfilerCost(0.002, 0.001, "test"))
+    times = {layer.layer: layer.median_ms for layer in read.layers}
+    assert times == {"conv1": pytest.approx(0.005), "relu1": 0.0}  # 10 - (2 + 3 x 1) us; never below 0
+    assert read.raw_total_ms == pytest.approx(0.012) and read.total_ms == pytest.approx(0.005)

@@ -88,7 +88,7 @@ class OrtRunner(Runner):
         the graph is the artifact's own (``graph`` is not needed)."""
         from ptqcore.backends.ort_profile import profile_session
 
-        return profile_session(self.model_path, self._options(), self.providers, {self._input: batch}, calls,
+        return profile_session(self.model_path, self._options, self.providers, {self._input: batch}, calls,
                                warmup, quantized)
 
 

@@ -15,13 +15,17 @@ Profiling runs in its own session, never the timed one: the timed latency rounds
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
+import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from ptqcore.build.graph_layers import GraphLayers
 from ptqcore.errors import BuildError
-from ptqcore.measure.layer_profile import LayerProfile, LayerTime, categorize, per_call_totals
+from ptqcore.measure.layer_profile import LayerProfile, LayerTime, ProfilerCost, categorize, per_call_totals
 
 #: ONNX Runtime's layout and type conversions: reformat layers wherever they appear.
 REFORMAT_OPS = ("ReorderInput", "ReorderOutput", "Cast")
@@ -54,10 +58,12 @@ def _label(op: str, node, graph: GraphLayers) -> str:
     return op
 
 
-def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: bool, skip_runs: int) -> LayerProfile:
+def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: bool, skip_runs: int,
+                        cost: Optional[ProfilerCost] = None) -> LayerProfile:
     """The profile of the runs after the first ``skip_runs`` (warm-up) of ONNX Runtime's ``events``.
 
-    Node events are assigned to the ``model_run`` whose time span holds their start. Raises
+    Node events are assigned to the ``model_run`` whose time span holds their start; ``cost`` (the
+    profiler's own cost per node, :func:`profiler_cost`) is taken off each node's time. Raises
     :class:`~ptqcore.errors.BuildError` when the trace has no run after the warm-up, or no node times
     (a build of ONNX Runtime without its profiler)."""
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
@@ -68,7 +74,8 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
     nodes = sorted((e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith(_KERNEL_SUFFIX)),
                    key=lambda e: e["ts"])
     per_call: List[Dict[str, float]] = [{} for _ in runs]
-    facts: Dict[str, Tuple[str, str, str]] = {}
+    raw: List[float] = [0.0 for _ in runs]
+    facts: Dict[str, Tuple[str, str, str, float]] = {}
     run = 0
     for event in nodes:
         while run < len(runs) and event["ts"] >= runs[run][1]:
@@ -79,32 +86,109 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
             continue  # a warm-up run's node
         name = event["name"][: -len(_KERNEL_SUFFIX)]
         args = event.get("args") or {}
-        per_call[run][name] = per_call[run].get(name, 0.0) + event["dur"] / 1e3
-        facts.setdefault(name, (str(args.get("op_name", "")), str(args.get("provider", "")), _precision(args)))
+        reported = event["dur"] / 1e3
+        own = cost.of(len(args.get("input_type_shape") or [])) if cost is not None else 0.0
+        per_call[run][name] = per_call[run].get(name, 0.0) + max(0.0, reported - own)
+        raw[run] += reported
+        facts.setdefault(name, (str(args.get("op_name", "")), str(args.get("provider", "")), _precision(args), own))
     if not facts:
         raise BuildError("ONNX Runtime's profile holds no node times",
                          "use an onnxruntime build with its profiler (the PyPI wheels have it)")
     layers = []
-    for name, (op, provider, precision) in facts.items():
+    for name, (op, provider, precision, own) in facts.items():
         node = graph.node_for(name)
         reformat = op in REFORMAT_OPS or (node is None and op in ADDED_REFORMAT_OPS)
         layers.append(LayerTime(
             layer=name, op_type=_label(op, node, graph), precision=precision,
             category=categorize(op, precision, quantized, reformat),
             group=node.group if node is not None else "", neighbour=graph.neighbour_label(node) if node else "",
-            provider=provider, times_ms=tuple(call.get(name, 0.0) for call in per_call),
+            provider=provider, times_ms=tuple(call.get(name, 0.0) for call in per_call), cost_ms=own,
         ))
     notes = () if all(layer.group for layer in layers) else (
         f"{sum(not layer.group for layer in layers)} layer(s) ONNX Runtime added have no node in the ONNX file",)
-    return LayerProfile(tuple(layers), per_call_totals(per_call), len(runs), "onnxruntime", notes)
+    return LayerProfile(tuple(layers), per_call_totals(per_call), len(runs), "onnxruntime", notes, tuple(raw), cost)
 
 
-def profile_session(model_path: Path, options, providers: Sequence[str], feed: dict, calls: int,
-                    warmup: int, quantized: bool) -> LayerProfile:
-    """Run ``feed`` through a new profiling session of ``model_path`` (``options``: the timed
-    session's ``SessionOptions``, copied settings) ``warmup + calls`` times and read its trace."""
+#: Cost chains: this many Sum nodes of 1 element, each reading its input this many times.
+COST_NODES = 200
+COST_INPUTS = (1, 3, 9)
+_COSTS: Dict[tuple, ProfilerCost] = {}
+
+
+def _chain(inputs: int):
+    from onnx import TensorProto, helper
+
+    nodes, previous = [], "x"
+    for index in range(COST_NODES):
+        nodes.append(helper.make_node("Sum", [previous] * inputs, [f"t{index}"], name=f"n{index}"))
+        previous = f"t{index}"
+    graph = helper.make_graph(nodes, "cost", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def profiler_cost(make_options: Callable[[], object], providers: Sequence[str]) -> ProfilerCost:
+    """What ONNX Runtime's profiler adds to each node's reported time, with these session settings.
+
+    ONNX Runtime takes a node's start time, then formats its input shapes, and formats its output
+    shapes and thread-pool statistics before it takes the end time (``KernelScopeImpl`` in
+    ``onnxruntime/core/framework/sequential_executor.cc``, 1.19 to 1.32): a few microseconds per node
+    that a model of a thousand small nodes reports as its own time. Measured here on chains of
+    :data:`COST_NODES` one-element ``Sum`` nodes with each of :data:`COST_INPUTS` inputs: per chain the
+    mean reported node time less the chain's per-node wall time without the profiler (a lower bound
+    of the cost, as that time holds the executor's own work too), then a least-squares line over the
+    input counts. Measured once per process and settings."""
+    import onnx
     import onnxruntime as ort
 
+    probe = make_options()
+    key = (probe.intra_op_num_threads, tuple(providers), ort.__version__)
+    if key in _COSTS:
+        return _COSTS[key]
+    points = []
+    with tempfile.TemporaryDirectory(prefix="ptqcore-ort-cost-") as scratch:
+        for inputs in COST_INPUTS:
+            path = Path(scratch) / f"chain{inputs}.onnx"
+            onnx.save(_chain(inputs), str(path))
+            feed = {"x": np.ones(1, np.float32)}
+            options = make_options()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node
+            plain = ort.InferenceSession(str(path), options, providers=list(providers))
+            for _ in range(20):
+                plain.run(None, feed)
+            started = time.perf_counter()
+            for _ in range(50):
+                plain.run(None, feed)
+            wall_ms = (time.perf_counter() - started) / 50 / COST_NODES * 1e3
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(scratch) / f"cost{inputs}")
+            profiled = ort.InferenceSession(str(path), options, providers=list(providers))
+            for _ in range(25):
+                profiled.run(None, feed)
+            events = json.loads(Path(profiled.end_profiling()).read_text())
+            durations = [e["dur"] / 1e3 for e in events if e.get("cat") == "Node"
+                         and str(e.get("name", "")).endswith(_KERNEL_SUFFIX)]
+            points.append((inputs, max(0.0, statistics.fmean(durations) - wall_ms)))
+    mean_k = statistics.fmean(k for k, _ in points)
+    mean_c = statistics.fmean(c for _, c in points)
+    slope = (sum((k - mean_k) * (c - mean_c) for k, c in points) / sum((k - mean_k) ** 2 for k, _ in points))
+    cost = ProfilerCost(max(0.0, mean_c - slope * mean_k), max(0.0, slope),
+                        f"ONNX Runtime {ort.__version__}, {probe.intra_op_num_threads} threads: chains of {COST_NODES}"
+                        " one-element Sum nodes with " + "/".join(str(k) for k in COST_INPUTS) + " inputs, "
+                        + ", ".join(f"{1e3 * c:.2f} us at {k}" for k, c in points))
+    _COSTS[key] = cost
+    return cost
+
+
+def profile_session(model_path: Path, make_options: Callable[[], object], providers: Sequence[str], feed: dict,
+                    calls: int, warmup: int, quantized: bool) -> LayerProfile:
+    """Run ``feed`` through a new profiling session of ``model_path`` (``make_options()``: the timed
+    session's ``SessionOptions``) ``warmup + calls`` times and read its trace, the profiler's own
+    cost (:func:`profiler_cost`) taken off each node."""
+    import onnxruntime as ort
+
+    cost = profiler_cost(make_options, providers)
+    options = make_options()
     with tempfile.TemporaryDirectory(prefix="ptqcore-ort-profile-") as scratch:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(scratch) / "profile")
@@ -114,4 +198,4 @@ def profile_session(model_path: Path, options, providers: Sequence[str], feed: d
             session.run(outputs, feed)
         trace = session.end_profiling()
         events = json.loads(Path(trace).read_text())
-    return profile_from_events(events, GraphLayers.from_onnx(model_path), quantized, warmup)
+    return profile_from_events(events, GraphLayers.from_onnx(model_path), quantized, warmup, cost)

@@ -33,7 +33,7 @@ TOP_LAYERS = 10
 AGREEMENT_BAND = (0.5, 1.25)
 #: Columns of the full table written beside the run's JSON (:func:`write_table`).
 TABLE_COLUMNS = ("layer", "op_type", "precision", "category", "group", "neighbour", "provider", "median_ms",
-                 "share", "calls")
+                 "share", "calls", "profiler_cost_ms")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class LayerTime:
     """One runtime layer: its name, op type (or label), precision (``int8``, ``fp16``, ``fp32``,
     ``int32`` or ``unknown``), :data:`CATEGORIES` category, layer group (:mod:`ptqcore.build.graph_layers`;
     ``""`` when the runtime made the layer up), for a Q/DQ layer the float op it serves
-    (``neighbour``), where it ran (``provider``) and its time per profiled call (ms)."""
+    (``neighbour``), where it ran (``provider``) and its time per profiled call (ms), after the
+    profiler's own cost ``cost_ms``."""
 
     layer: str
     op_type: str
@@ -51,6 +52,8 @@ class LayerTime:
     neighbour: str
     provider: str
     times_ms: Tuple[float, ...]
+    #: the profiler's own cost taken off each call's reported time (:class:`ProfilerCost`; 0: none)
+    cost_ms: float = 0.0
 
     @property
     def median_ms(self) -> float:
@@ -58,15 +61,42 @@ class LayerTime:
 
 
 @dataclass(frozen=True)
+class ProfilerCost:
+    """What the profiler itself adds to each layer's reported time, measured (not assumed): a layer
+    with ``k`` inputs is charged ``per_layer_ms + k * per_input_ms`` (:meth:`of`), subtracted from its
+    reported time (never below 0). ``how`` says how it was measured."""
+
+    per_layer_ms: float
+    per_input_ms: float
+    how: str
+
+    def of(self, inputs: int) -> float:
+        return max(0.0, self.per_layer_ms + inputs * self.per_input_ms)
+
+    def as_dict(self) -> dict:
+        return {"per_layer_ms": self.per_layer_ms, "per_input_ms": self.per_input_ms, "how": self.how}
+
+
+@dataclass(frozen=True)
 class LayerProfile:
     """Every layer of one artifact over ``calls`` profiled calls; ``call_totals_ms``: per call, the
-    sum of its layers' times; ``runtime``: who measured (``onnxruntime`` or ``tensorrt``)."""
+    sum of its layers' times (after the profiler's own cost, where it was measured: ``cost``, and
+    ``raw_call_totals_ms`` as the runtime reported them); ``runtime``: who measured (``onnxruntime``
+    or ``tensorrt``)."""
 
     layers: Tuple[LayerTime, ...]
     call_totals_ms: Tuple[float, ...]
     calls: int
     runtime: str
     notes: Tuple[str, ...] = field(default=())
+    raw_call_totals_ms: Tuple[float, ...] = field(default=())
+    cost: Optional[ProfilerCost] = None
+
+    @property
+    def raw_total_ms(self) -> float:
+        """The median over calls of the layers' summed time as the runtime reported it (ms)."""
+        totals = self.raw_call_totals_ms or self.call_totals_ms
+        return float(statistics.median(totals)) if totals else 0.0
 
     @property
     def total_ms(self) -> float:
@@ -105,7 +135,9 @@ def agreement(profiled_ms: float, latency_ms: Optional[float]) -> Tuple[Optional
 def summary(profile: LayerProfile, latency_p50_ms: Optional[float], table_file: Optional[str],
             top: int = TOP_LAYERS) -> dict:
     """The record's ``layer_profile``: ``file`` (the full table), ``runtime``, ``calls``, ``layers``,
-    ``profiled_ms`` (median per-call sum), ``latency_p50_ms``, ``vs_latency`` (their ratio),
+    ``profiled_ms`` (median per-call sum, after the profiler's own cost), ``raw_profiled_ms`` (as the
+    runtime reported it), ``profiler_cost`` (:class:`ProfilerCost`, None where none was measured),
+    ``latency_p50_ms``, ``vs_latency`` (profiled over latency),
     ``flag`` (None, or why the profile and the latency disagree), ``by_category`` and ``by_op_type``
     (``{name: {ms, share, layers}}``; shares of ``profiled_ms`` summed over per-layer medians),
     ``top`` (the ``top`` slowest layers) and ``notes``."""
@@ -114,7 +146,9 @@ def summary(profile: LayerProfile, latency_p50_ms: Optional[float], table_file: 
     ranked = sorted(profile.layers, key=lambda layer: -layer.median_ms)[:top]
     return {
         "file": table_file, "runtime": profile.runtime, "calls": profile.calls, "layers": len(profile.layers),
-        "profiled_ms": total, "latency_p50_ms": latency_p50_ms, "vs_latency": ratio, "flag": flag,
+        "profiled_ms": total, "raw_profiled_ms": profile.raw_total_ms,
+        "profiler_cost": profile.cost.as_dict() if profile.cost else None,
+        "latency_p50_ms": latency_p50_ms, "vs_latency": ratio, "flag": flag,
         "by_category": _shares(profile.by("category"), total),
         "by_op_type": _shares(profile.by("op_type"), total),
         "top": [{"layer": layer.layer, "op_type": layer.op_type, "precision": layer.precision,
@@ -136,7 +170,8 @@ def write_table(profile: LayerProfile, path: Path) -> Path:
         for layer in sorted(profile.layers, key=lambda item: -item.median_ms):
             writer.writerow([layer.layer, layer.op_type, layer.precision, layer.category, layer.group,
                              layer.neighbour, layer.provider, f"{layer.median_ms:.6f}",
-                             f"{layer.median_ms / total:.6f}" if total > 0 else "", len(layer.times_ms)])
+                             f"{layer.median_ms / total:.6f}" if total > 0 else "", len(layer.times_ms),
+                             f"{layer.cost_ms:.6f}"])
     partial.replace(path)
     return path
 

@@ -31,9 +31,9 @@ WARMUP_CALLS = 5
 
 def profile_calls(latency_p50_ms: Optional[float]) -> int:
     """How many calls to profile for a case whose latency p50 is ``latency_p50_ms`` (None: the most)."""
-    if not latency_p50_ms or latency_p50_ms <= 0:
+    if not latency_p50_ms or latency_p50_ms <= 0 or latency_p50_ms * MAX_CALLS <= 1e3 * PROFILE_SECONDS:
         return MAX_CALLS
-    return max(MIN_CALLS, min(MAX_CALLS, math.ceil(1e3 * PROFILE_SECONDS / latency_p50_ms)))
+    return max(MIN_CALLS, math.ceil(1e3 * PROFILE_SECONDS / latency_p50_ms))
 
 
 def table_name(folder: Path, relative_to: Optional[Path], case: Case) -> Tuple[Path, str]:

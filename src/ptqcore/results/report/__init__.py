@@ -107,7 +107,8 @@ def write_report(paths: Sequence, directory, allow_incomplete: bool = False) -> 
         if layer_time.profiled(cases):
             blocks += [Heading("Where the time goes, per layer", 3)]
             blocks += figure(layer_time.draw_time, prefix + "layer-time", "The runtime's own per-layer profile"
-                             " (--ptq-profile-layers, run apart from the timed rounds): time per inference by category"
+                             " (--ptq-profile-layers, run apart from the timed rounds; ONNX Runtime's own per-node cost, measured,"
+                             " taken off each node): time per inference by category"
                              " (compute; compute left in float in a quantized model; Q/DQ the runtime did not fuse;"
                              " reformat / layout layers) and by op type.", footer, cases)
             blocks += figure(layer_time.draw_changes, prefix + "layer-changes", "INT8 against its float twin (FP32 on"
