@@ -286,3 +286,14 @@ def test_the_profilers_own_cost_is_measured_and_taken_off_each_node(graphs):
     times = {layer.layer: layer.median_ms for layer in read.layers}
     assert times == {"conv1": pytest.approx(0.005), "relu1": 0.0}  # 10 - (2 + 3 x 1) us; never below 0
     assert read.raw_total_ms == pytest.approx(0.012) and read.total_ms == pytest.approx(0.005)
+
+
+def test_silu_joins_its_conv_but_a_squeeze_excitation_gate_heads_its_own_group():
+    rng = np.random.default_rng(3)
+    conv, inits = _conv("conv", "input", "c", 3, 8, rng)
+    fc, fc_inits = _conv("fc", "c", "f", 8, 8, rng)
+    nodes = [conv, helper.make_node("Sigmoid", ["c"], ["s"], name="sig"), helper.make_node("Mul", ["c", "s"], ["m"], name="silu"),
+             fc, helper.make_node("Sigmoid", ["f"], ["g"], name="gate"), helper.make_node("Mul", ["m", "g"], ["out"], name="scale")]
+    graph = GraphLayers(_model(nodes, inits + fc_inits))
+    assert graph.nodes["silu"].group == "conv" and graph.nodes["sig"].group == "conv"
+    assert graph.nodes["gate"].group == "fc" and graph.nodes["scale"].group == "scale"

@@ -7,8 +7,9 @@ To compare the FP32, FP16 and INT8 artifacts of one model layer by layer, every 
 
 * a node whose op is not a follower (:data:`FOLLOWER_OPS`) heads its own group (Conv, Gemm, Mul,
   Add, Concat, pooling, ...);
-* a follower (normalization, activations, casts) joins the group of the node upstream of its first
-  activation input, looking through Q/DQ pairs (a Conv's BatchNormalization and Relu are the Conv's);
+* a follower (normalization, activations, casts, and a ``Mul(x, Sigmoid(x))``: SiLU) joins the group
+  of the node upstream of its first activation input, looking through Q/DQ pairs (a Conv's
+  BatchNormalization and Relu are the Conv's);
 * a QuantizeLinear joins the group of the node whose output it quantizes; a DequantizeLinear, and a
   QuantizeLinear of a weight or graph input, the group of the first node that reads it (so a layer's
   INT8 time is its kernel plus the Q/DQ nodes on its inputs and outputs); a DequantizeLinear no node
@@ -118,7 +119,7 @@ class GraphLayers:
                 return self._group(reader, depth + 1)
             upstream = self._upstream(node.input[0])  # a graph output's DequantizeLinear: its writer's group
             return self._group(upstream, depth + 1) if upstream is not None else node_key(node)
-        if node.op_type in QDQ_OPS or node.op_type in FOLLOWER_OPS:
+        if node.op_type in QDQ_OPS or node.op_type in FOLLOWER_OPS or self._is_self_gate(node):
             source = next((name for name in node.input if name and name not in self._initializers), None)
             upstream = self._upstream(source) if source else None
             if upstream is not None:
@@ -127,6 +128,19 @@ class GraphLayers:
                 reader = next(iter(self._consumers.get(node.output[0], [])), None)
                 return self._group(reader, depth + 1) if reader is not None else node_key(node)
         return node_key(node)
+
+    def _is_self_gate(self, node) -> bool:
+        """A ``Mul(x, Sigmoid(x))`` or ``Mul(x, HardSigmoid(x))`` (SiLU / Swish, a decomposed HardSwish):
+        an activation, which ONNX Runtime fuses into the Conv before it in float."""
+        if node.op_type != "Mul" or len(node.input) != 2:
+            return False
+        first, second = (self._upstream(name) for name in node.input)
+        for gate, value in ((first, second), (second, first)):
+            if gate is not None and gate.op_type in ("Sigmoid", "HardSigmoid") and gate.input:
+                source = self._upstream(gate.input[0])
+                if source is not None and value is not None and node_key(source) == node_key(value):
+                    return True
+        return False
 
     def _reads_no_activation(self, node) -> bool:
         """True for a Q/DQ node on a weight or graph input (nothing upstream computes its input)."""
