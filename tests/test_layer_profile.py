@@ -50,8 +50,10 @@ def _float_op_model(rng):
 
 
 def _fused_model(rng):
-    """Conv -> BatchNormalization -> Relu -> depthwise Conv -> Relu -> Conv -> GlobalAveragePool: ONNX
-    Runtime fuses BN and Relu into the Convs and renames the nodes it rewrites (``_nchwc``)."""
+    """Conv -> BatchNormalization -> Relu -> depthwise Conv -> Relu -> Conv -> Concat -> BatchNormalization
+    -> GlobalAveragePool (a DenseNet's pattern): ONNX Runtime fuses the first BN and the Relus into the
+    Convs, turns the BN after the Concat into a depthwise Conv and renames what it rewrites
+    (``_nchwc``, ``_bn_nchwc``)."""
     nodes, inits = [], []
     conv1, i1 = _conv("conv1", "input", "c1", 3, 32, rng)
     scale, bias, mean, var = (numpy_helper.from_array(v.astype(np.float32), f"bn.{n}") for n, v in (
@@ -61,10 +63,15 @@ def _fused_model(rng):
     relu1 = helper.make_node("Relu", ["n1"], ["r1"], name="relu1")
     dw, i2 = _conv("conv2_dw", "r1", "c2", 32, 32, rng, group=32)
     relu2 = helper.make_node("Relu", ["c2"], ["r2"], name="relu2")
-    conv3, i3 = _conv("conv3", "r2", "c3", 32, 64, rng)
-    pool = helper.make_node("GlobalAveragePool", ["c3"], ["out"], name="pool")
-    nodes = [conv1, bn, relu1, dw, relu2, conv3, pool]
-    inits = i1 + [scale, bias, mean, var] + i2 + i3
+    conv3, i3 = _conv("conv3", "r2", "c3", 32, 32, rng)
+    cat = helper.make_node("Concat", ["c3", "r2"], ["k"], name="cat", axis=1)
+    scale2, bias2, mean2, var2 = (numpy_helper.from_array(v.astype(np.float32), f"bn2.{n}") for n, v in (
+        ("scale", rng.uniform(0.5, 1.5, 64)), ("bias", rng.standard_normal(64) * 0.1),
+        ("mean", rng.standard_normal(64) * 0.1), ("var", rng.uniform(0.5, 1.5, 64))))
+    bn2 = helper.make_node("BatchNormalization", ["k", "bn2.scale", "bn2.bias", "bn2.mean", "bn2.var"], ["n2"], name="bn2")
+    pool = helper.make_node("GlobalAveragePool", ["n2"], ["out"], name="pool")
+    nodes = [conv1, bn, relu1, dw, relu2, conv3, cat, bn2, pool]
+    inits = i1 + [scale, bias, mean, var] + i2 + i3 + [scale2, bias2, mean2, var2]
     return _model(nodes, inits)
 
 
@@ -132,9 +139,12 @@ def test_layers_match_across_precisions_through_the_names_onnx_runtime_gives_fus
     renamed = [layer.layer for layer in fp32.layers if layer.category == "compute" and layer.layer not in source]
     assert renamed, "ONNX Runtime kept every FP32 node name here: this test would not test the matching"
     changes = layer_changes(fp32, int8, "fp32")
-    assert changes["matched"] == 4 and changes["only_reference"] == 0 and changes["only_quantized"] == 0, changes
+    assert changes["matched"] == 5 and changes["only_reference"] == 0 and changes["only_quantized"] == 0, changes
     rows = {row["group"]: row for row in changes["rows"]}
-    assert {"conv1", "conv2_dw", "conv3", "pool"} <= set(rows)
+    assert {"conv1", "conv2_dw", "conv3", "cat", "pool"} <= set(rows)
+    by_layer = {layer.layer: layer for layer in fp32.layers}  # the BN after the Concat, run as a depthwise Conv
+    assert by_layer["n2_bn_nchwc"].op_type == "BatchNormalization (as Conv)" and by_layer["n2_bn_nchwc"].group == "cat"
+    assert "BatchNormalization" in {layer.op_type for layer in int8.layers if layer.group == "cat" and layer.category == "float"}
     assert rows["conv2_dw"]["reference_op"] == "Conv (depthwise)" and rows["conv2_dw"]["op"] == "QLinearConv (depthwise)"
     for name in ("conv1", "conv2_dw", "conv3"):
         assert rows[name]["reference_ms"] > 0 and rows[name]["ms"] > 0

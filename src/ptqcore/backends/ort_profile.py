@@ -52,14 +52,17 @@ def _precision(args: dict) -> str:
 def _label(op: str, node, graph: GraphLayers) -> str:
     """What the report calls a runtime node: the label of the ONNX node it is (a fused node named after
     its last node's output is labelled by its group's head: ``r1_nchwc`` is the Conv before Relu
-    ``r1``), ``QLinear`` + the Conv's label for a quantized Conv (``QLinearConv (depthwise)``), else
-    the runtime's op type."""
+    ``r1``), ``QLinear`` + the Conv's label for a quantized Conv (``QLinearConv (depthwise)``), the
+    node's label and the runtime's op for a node rewritten into another (``BatchNormalization (as
+    Conv)``), else the runtime's op type."""
     head = graph.nodes.get(node.group) if node is not None else None
     for candidate in (node, head):
         if candidate is not None and candidate.op_type == op:
             return candidate.label
     if head is not None and op.startswith("QLinear") and head.op_type == op[len("QLinear"):]:
         return "QLinear" + head.label
+    if node is not None:  # rewritten into another op: a BatchNormalization run as a depthwise Conv
+        return f"{node.label} (as {op})"
     return op
 
 

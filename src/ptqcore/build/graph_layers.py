@@ -36,9 +36,10 @@ FOLLOWER_OPS = frozenset({
 })
 #: Suffixes ONNX Runtime's graph transformers add to the names of the nodes they copy or rewrite
 #: (``onnxruntime/core/optimizer``: ``nchwc_transformer.cc`` names a rewritten node after its output
-#: plus ``_nchwc``; ``graph.cc``'s ``GenerateNodeName`` appends ``_token_N``; the Q/DQ propagation
+#: plus ``_nchwc``, a BatchNormalization it turns into a 1x1 depthwise Conv after its output plus
+#: ``_bn_nchwc``; ``graph.cc``'s ``GenerateNodeName`` appends ``_token_N``; the Q/DQ propagation
 #: duplicates a shared DequantizeLinear as ``X/duplicated``), stripped from the end in this order.
-_RUNTIME_SUFFIXES = (re.compile(r"_token_\d+$"), re.compile(r"/duplicated$"), re.compile(r"_nchwc$"))
+_RUNTIME_SUFFIXES = (re.compile(r"_token_\d+$"), re.compile(r"/duplicated$"), re.compile(r"(_bn)?_nchwc$"))
 
 
 def node_key(node) -> str:
