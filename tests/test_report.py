@@ -222,3 +222,39 @@ def test_ranked_layers_and_the_int8_mixed_trade_off_get_a_figure_and_a_table(tmp
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2:6] == ["4.25", "1.50", "1", "12.5%"]
     assert cells[-1] == "1 of 12 ranked layers in float"
+
+
+def test_layer_profiles_get_their_figures_and_a_table_that_names_the_causes(tmp_path):
+    """tiny.json's FP32 and INT8 records given profiles made by the functions that make them in a run."""
+    import json
+
+    from ptqcore.measure.layer_profile import LayerProfile, LayerTime, summary
+    from ptqcore.study.layer_compare import layer_changes, slowdown_causes
+
+    def profile(layers):
+        times = [LayerTime(name, op, "int8" if op.startswith("Q") else "fp32", category, group, neighbour, "cpu", (ms,) * 3)
+                 for name, op, category, group, neighbour, ms in layers]
+        return LayerProfile(tuple(times), (sum(t.median_ms for t in times),) * 3, 3, "onnxruntime")
+
+    fp32 = profile([("c1", "Conv", "compute", "c1", "", 0.30), ("cat", "Concat", "compute", "cat", "", 0.05)])
+    int8 = profile([("c1", "QLinearConv", "compute", "c1", "", 0.20), ("cat", "QLinearConcat", "compute", "cat", "", 0.10),
+                    ("dq", "DequantizeLinear", "qdq", "bn", "BatchNormalization", 0.08),
+                    ("bn", "BatchNormalization", "float", "cat", "", 0.06), ("t", "Transpose", "reformat", "", "", 0.02)])
+    document = json.loads(TINY.read_text())
+    records = document["ptqcore"]["records"]
+    by_precision = {r["precision"]: r for r in records if r["backend"] == "onnxruntime"}
+    by_precision["fp32"]["layer_profile"] = summary(fp32, 0.36, "run.layers/fp32.csv")
+    by_precision["int8"]["layer_profile"] = summary(int8, 0.40, "run.layers/int8.csv")
+    by_precision["int8"]["layer_changes"] = layer_changes(fp32, int8, by_precision["fp32"]["case"])
+    by_precision["int8"]["int8_slowdown"] = slowdown_causes(fp32, int8, 0.9, "FP32")
+    path = tmp_path / "profiled.json"
+    path.write_text(json.dumps(document))
+    code, out = render(tmp_path, path)
+    assert code == 0
+    _, markdown, figures = check_files(out)
+    assert {"run1-layer-time.png", "run1-layer-changes.png"} <= {f.name for f in figures}
+    (row,) = [line for line in markdown.splitlines() if line.startswith(f"| {by_precision['int8']['case']} |")
+              and "vs FP32" in line]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "0.460" and cells[3:7] == ["65%", "13%", "17%", "4%"] and cells[7] == "0.90x vs FP32"
+    assert "left in float: BatchNormalization (1)" in cells[8] and "around BatchNormalization (1)" in cells[8]

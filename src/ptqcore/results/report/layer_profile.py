@@ -52,7 +52,7 @@ def _stack(ax, labels: Sequence[str], parts: Sequence[Mapping[str, float]], name
     ax.set_xlabel("profiled time per inference (ms)")
     ax.grid(axis="x", color="#ddd", linewidth=0.6)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside, not over, the bars
 
 
 def _ms(section) -> Dict[str, float]:
@@ -64,7 +64,7 @@ def draw_time(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     models = _by_model(cases)
     if not models:
         return False
-    fig, axes = plt.subplots(len(models), 2, figsize=(15, 1.4 + 1.2 * sum(len(v) for v in models.values())),
+    fig, axes = plt.subplots(len(models), 2, figsize=(17, 1.4 + 1.2 * sum(len(v) for v in models.values())),
                              squeeze=False)
     for row, (model, group) in zip(axes, models.items()):
         labels = [str(case.record.get("precision")) for case in group]
@@ -116,9 +116,9 @@ def draw_changes(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
         ax.set_yticklabels([name for name, _ in items], fontsize=7)
         ax.set_ylim(len(items) - 0.5, -0.5)
         ax.axvline(0, color="#444", linewidth=0.8)
-        ax.set_xlabel(f"ms per inference, INT8 minus {changes.get('reference')} (red: slower in INT8)", fontsize=8)
-        ax.set_title(f"{case.record.get('case')}: {changes.get('reference_ms', 0):.3f} -> {changes.get('ms', 0):.3f} ms"
-                     f" ({changes.get('matched')} groups matched)", fontsize=9)
+        ax.set_xlabel("INT8 minus its float twin, ms per inference (red: slower in INT8)", fontsize=8)
+        ax.set_title(f"{case.record.get('case')}\n{changes.get('reference')}: {changes.get('reference_ms', 0):.3f} ms ->"
+                     f" INT8 {changes.get('ms', 0):.3f} ms ({changes.get('matched')} groups matched)", fontsize=8)
         ax.grid(axis="x", color="#ddd", linewidth=0.6)
         ax.set_axisbelow(True)
     for ax in flat[len(panels):]:
