@@ -66,6 +66,52 @@ def _label(op: str, node, graph: GraphLayers) -> str:
     return op
 
 
+#: ONNX Runtime's fused quantized ops -> the op they replace, and the input index of their weight.
+QUANTIZED_OPS = {"QLinearConv": ("Conv", 3), "QGemm": ("Gemm", 3), "QLinearMatMul": ("MatMul", 3),
+                 "QLinearAdd": ("Add", None), "QLinearMul": ("Mul", None), "QLinearConcat": ("Concat", None),
+                 "QLinearGlobalAveragePool": ("GlobalAveragePool", None), "QLinearAveragePool": ("AveragePool", None),
+                 "QLinearSigmoid": ("Sigmoid", None), "QLinearLeakyRelu": ("LeakyRelu", None)}
+
+
+def _weight_shape(args: dict) -> Optional[tuple]:
+    index = (QUANTIZED_OPS.get(str(args.get("op_name", ""))) or (None, None))[1]
+    shapes = args.get("input_type_shape") or []
+    if index is None or index >= len(shapes) or not isinstance(shapes[index], dict) or not shapes[index]:
+        return None
+    return tuple(int(d) for d in next(iter(shapes[index].values())))
+
+
+def _same_weight(runtime: Optional[tuple], onnx_shape: Optional[tuple]) -> bool:
+    """Whether a runtime node's weight input fits an ONNX node's weight: equal shapes, or where ONNX
+    Runtime pre-packed the weight away (1.19 lists the per-channel scales in its place) the same
+    output channel count; unknown on either side fits."""
+    if not runtime or not onnx_shape:
+        return True
+    if len(runtime) == len(onnx_shape):
+        return runtime == onnx_shape
+    return runtime[0] == onnx_shape[0]
+
+
+def _matched_nodes(facts: Dict[str, tuple], weights: Dict[str, Optional[tuple]], graph: GraphLayers) -> dict:
+    """Runtime node name -> its ONNX node: by name (:meth:`GraphLayers.node_for`), and for a fused
+    quantized node that ONNX Runtime named after its op (1.19 names them ``QLinearConv``,
+    ``QLinearConv_token_4``; 1.32 after the Conv they replace) the first ONNX node, in graph order, of
+    the op it replaces with the same weight shape that no runtime node claimed by name."""
+    out = {name: graph.node_for(name) for name in facts}
+    claimed = {node.name for node in out.values() if node is not None}
+    for name, (op, _, _, _) in facts.items():
+        if out[name] is not None or op not in QUANTIZED_OPS:
+            continue
+        replaced = QUANTIZED_OPS[op][0]
+        for candidate in graph.nodes.values():
+            if (candidate.op_type == replaced and candidate.name not in claimed
+                    and _same_weight(weights.get(name), graph.weight_shape(candidate.name))):
+                out[name] = candidate
+                claimed.add(candidate.name)
+                break
+    return {name: node for name, node in out.items() if node is not None}
+
+
 def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: bool, skip_runs: int,
                         cost: Optional[ProfilerCost] = None) -> LayerProfile:
     """The profile of the runs after the first ``skip_runs`` (warm-up) of ONNX Runtime's ``events``.
@@ -84,6 +130,7 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
     per_call: List[Dict[str, float]] = [{} for _ in runs]
     raw: List[float] = [0.0 for _ in runs]
     facts: Dict[str, Tuple[str, str, str, float]] = {}
+    weights: Dict[str, Optional[tuple]] = {}
     run = 0
     for event in nodes:
         while run < len(runs) and event["ts"] >= runs[run][1]:
@@ -99,12 +146,14 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
         per_call[run][name] = per_call[run].get(name, 0.0) + max(0.0, reported - own)
         raw[run] += reported
         facts.setdefault(name, (str(args.get("op_name", "")), str(args.get("provider", "")), _precision(args), own))
+        weights.setdefault(name, _weight_shape(args))
     if not facts:
         raise BuildError("ONNX Runtime's profile holds no node times",
                          "use an onnxruntime build with its profiler (the PyPI wheels have it)")
+    nodes = _matched_nodes(facts, weights, graph)
     layers = []
     for name, (op, provider, precision, own) in facts.items():
-        node = graph.node_for(name)
+        node = nodes.get(name)
         reformat = op in REFORMAT_OPS or (node is None and op in ADDED_REFORMAT_OPS)
         layers.append(LayerTime(
             layer=name, op_type=_label(op, node, graph), precision=precision,
@@ -112,9 +161,15 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
             group=node.group if node is not None else "", neighbour=graph.neighbour_label(node) if node else "",
             provider=provider, times_ms=tuple(call.get(name, 0.0) for call in per_call), cost_ms=own,
         ))
-    notes = () if all(layer.group for layer in layers) else (
-        f"{sum(not layer.group for layer in layers)} layer(s) ONNX Runtime added have no node in the ONNX file",)
-    return LayerProfile(tuple(layers), per_call_totals(per_call), len(runs), "onnxruntime", notes, tuple(raw), cost)
+    notes = []
+    by_signature = sum(1 for name in nodes if graph.node_for(name) is None)
+    if by_signature:
+        notes.append(f"{by_signature} fused node(s) ONNX Runtime named after their op were matched to ONNX nodes by op"
+                     " type and weight shape, in graph order")
+    if not all(layer.group for layer in layers):
+        notes.append(f"{sum(not layer.group for layer in layers)} layer(s) ONNX Runtime added have no node in the ONNX file")
+    return LayerProfile(tuple(layers), per_call_totals(per_call), len(runs), "onnxruntime", tuple(notes), tuple(raw),
+                        cost)
 
 
 #: Cost chains: this many Sum nodes of 1 element, each reading its input this many times.

@@ -167,6 +167,12 @@ class GraphLayers:
                 return None
             name = stripped
 
+    def weight_shape(self, name: str) -> Optional[tuple]:
+        """The shape of the weight (second input, looking through a DequantizeLinear) of node ``name``."""
+        node = self._by_name.get(name)
+        weight = self._weight(node.input[1]) if node is not None and len(node.input) > 1 else None
+        return tuple(int(d) for d in weight.dims) if weight is not None else None
+
     def neighbour_label(self, node: Node) -> str:
         """For a Q/DQ node, the label of the float op it serves: the reader of a DequantizeLinear's
         output, the writer of a QuantizeLinear's input (looking past further Q/DQ nodes); "" else."""
