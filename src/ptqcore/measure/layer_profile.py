@@ -100,7 +100,14 @@ class LayerProfile:
 
     @property
     def total_ms(self) -> float:
-        """The median over calls of the layers' summed time (ms)."""
+        """Every layer's median time, summed (ms): what the shares of categories, op types and layers
+        are shares of, so they add up to 1."""
+        return float(sum(layer.median_ms for layer in self.layers))
+
+    @property
+    def call_total_ms(self) -> float:
+        """The median over calls of the layers' summed time (ms); below :attr:`total_ms` where layer
+        times are skewed (the median of a sum is not the sum of the medians)."""
         return float(statistics.median(self.call_totals_ms)) if self.call_totals_ms else 0.0
 
     def by(self, key: str) -> Dict[str, Tuple[float, int]]:
@@ -135,8 +142,9 @@ def agreement(profiled_ms: float, latency_ms: Optional[float]) -> Tuple[Optional
 def summary(profile: LayerProfile, latency_p50_ms: Optional[float], table_file: Optional[str],
             top: int = TOP_LAYERS) -> dict:
     """The record's ``layer_profile``: ``file`` (the full table), ``runtime``, ``calls``, ``layers``,
-    ``profiled_ms`` (median per-call sum, after the profiler's own cost), ``raw_profiled_ms`` (as the
-    runtime reported it), ``profiler_cost`` (:class:`ProfilerCost`, None where none was measured),
+    ``profiled_ms`` (the layers' median times summed, after the profiler's own cost: what every share
+    is a share of), ``per_call_ms`` (the median of each call's summed layer times), ``raw_profiled_ms``
+    (that median as the runtime reported it, before the cost), ``profiler_cost`` (:class:`ProfilerCost`, None where none was measured),
     ``latency_p50_ms``, ``vs_latency`` (profiled over latency),
     ``flag`` (None, or why the profile and the latency disagree), ``by_category`` and ``by_op_type``
     (``{name: {ms, share, layers}}``; shares of ``profiled_ms`` summed over per-layer medians),
@@ -146,7 +154,7 @@ def summary(profile: LayerProfile, latency_p50_ms: Optional[float], table_file: 
     ranked = sorted(profile.layers, key=lambda layer: -layer.median_ms)[:top]
     return {
         "file": table_file, "runtime": profile.runtime, "calls": profile.calls, "layers": len(profile.layers),
-        "profiled_ms": total, "raw_profiled_ms": profile.raw_total_ms,
+        "profiled_ms": total, "per_call_ms": profile.call_total_ms, "raw_profiled_ms": profile.raw_total_ms,
         "profiler_cost": profile.cost.as_dict() if profile.cost else None,
         "latency_p50_ms": latency_p50_ms, "vs_latency": ratio, "flag": flag,
         "by_category": _shares(profile.by("category"), total),
