@@ -49,6 +49,13 @@ def _precision(args: dict) -> str:
     return found[0] if found else "unknown"
 
 
+#: ONNX Runtime's fused quantized ops -> the op they replace, and the input index of their weight.
+QUANTIZED_OPS = {"QLinearConv": ("Conv", 3), "QGemm": ("Gemm", 3), "QLinearMatMul": ("MatMul", 3),
+                 "QLinearAdd": ("Add", None), "QLinearMul": ("Mul", None), "QLinearConcat": ("Concat", None),
+                 "QLinearGlobalAveragePool": ("GlobalAveragePool", None), "QLinearAveragePool": ("AveragePool", None),
+                 "QLinearSigmoid": ("Sigmoid", None), "QLinearLeakyRelu": ("LeakyRelu", None)}
+
+
 def _label(op: str, node, graph: GraphLayers) -> str:
     """What the report calls a runtime node: the label of the ONNX node it is (a fused node named after
     its last node's output is labelled by its group's head: ``r1_nchwc`` is the Conv before Relu
@@ -59,18 +66,11 @@ def _label(op: str, node, graph: GraphLayers) -> str:
     for candidate in (node, head):
         if candidate is not None and candidate.op_type == op:
             return candidate.label
-    if head is not None and op.startswith("QLinear") and head.op_type == op[len("QLinear"):]:
-        return "QLinear" + head.label
+    if head is not None and op in QUANTIZED_OPS and head.op_type == QUANTIZED_OPS[op][0]:
+        return "QLinear" + head.label if op == "QLinearConv" else op  # QLinearConv (depthwise), QGemm
     if node is not None:  # rewritten into another op: a BatchNormalization run as a depthwise Conv
         return f"{node.label} (as {op})"
     return op
-
-
-#: ONNX Runtime's fused quantized ops -> the op they replace, and the input index of their weight.
-QUANTIZED_OPS = {"QLinearConv": ("Conv", 3), "QGemm": ("Gemm", 3), "QLinearMatMul": ("MatMul", 3),
-                 "QLinearAdd": ("Add", None), "QLinearMul": ("Mul", None), "QLinearConcat": ("Concat", None),
-                 "QLinearGlobalAveragePool": ("GlobalAveragePool", None), "QLinearAveragePool": ("AveragePool", None),
-                 "QLinearSigmoid": ("Sigmoid", None), "QLinearLeakyRelu": ("LeakyRelu", None)}
 
 
 def _weight_shape(args: dict) -> Optional[tuple]:
