@@ -245,6 +245,8 @@ def test_a_profiled_run_writes_tables_beside_its_json_and_pairs_int8_with_fp32(c
     int8 = records["tiny_cnn-int8-onnxruntime-cpu-b1"]
     assert int8["layer_changes"]["reference"] == "tiny_cnn-fp32-onnxruntime-cpu-b1"
     assert int8["layer_changes"]["matched"] >= 3
+    assert int8["layer_changes"]["speedup"] == pytest.approx(int8["speedup_vs_fp32"])  # measured, not profiled
+    assert int8["layer_changes"]["reference_precision"] == "FP32"
     if int8["speedup_vs_fp32"] <= 1:
         assert int8["int8_slowdown"]["causes"], int8["int8_slowdown"]
     else:

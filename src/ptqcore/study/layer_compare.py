@@ -7,7 +7,8 @@ replaced both meet under one name. The float twin is FP32 on a CPU and FP16 on a
 (:data:`REFERENCE_PRECISION`), what INT8 has to beat there.
 
 :func:`layer_changes` is the record's ``layer_changes``: per group the twin's and INT8's time and
-INT8's parts (compute, Q/DQ, reformat, float), the groups that changed most first, the rest summed.
+INT8's parts (compute, Q/DQ, reformat, float), the groups that changed most first, the rest summed
+(the record adds ``speedup``, the twin's measured latency p50 over INT8's, and ``reference_precision``).
 :func:`slowdown_causes` is ``int8_slowdown``: when INT8 is not faster than its twin, the measured
 causes, largest first: Q/DQ nodes the runtime did not fuse (and the float ops they serve), layers
 left in float, reformat layers, and INT8 kernels slower than the float kernels they replaced.

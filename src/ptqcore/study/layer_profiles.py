@@ -87,7 +87,8 @@ def paired_figures(study, profiles: Dict[Case, LayerProfile], case: Case) -> Dic
         speedup = theirs / mine if mine and theirs else None
         name = twin.precision.value.upper()
         out[quantized] = {
-            "layer_changes": layer_changes(profiles[twin], profiles[quantized], twin.id),
+            "layer_changes": {**layer_changes(profiles[twin], profiles[quantized], twin.id), "speedup": speedup,
+                              "reference_precision": name},
             "int8_slowdown": slowdown_causes(profiles[twin], profiles[quantized], speedup, name,
                                              quantized.precision.value.upper()),
         }

@@ -144,9 +144,9 @@ def table(cases: Sequence[CaseView]) -> Table:
             why = "; ".join(str(cause.get("text")) for cause in slowdown.get("causes") or []) or "no cause above 2%"
             speed = f"{slowdown.get('speedup', 0):.2f}x vs {slowdown.get('reference')}"
         elif isinstance(changes, Mapping):
-            reference = float(changes.get("reference_ms") or 0)
-            why, speed = "faster than its twin", (f"{reference / changes['ms']:.2f}x (profiled)" if changes.get("ms")
-                                                  else NOT_MEASURED)
+            speedup = changes.get("speedup")
+            why = "faster than its float twin" if speedup else "no latency to compare"
+            speed = f"{speedup:.2f}x vs {changes.get('reference_precision') or 'its twin'}" if speedup else NOT_MEASURED
         else:
             why, speed = "", NOT_MEASURED
         ratio = profile.get("vs_latency")
