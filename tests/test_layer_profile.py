@@ -328,3 +328,18 @@ def test_fused_nodes_named_after_their_op_are_matched_by_op_and_weight_in_graph_
     profile = profile_from_events(events, graph, True, 0)
     assert {layer.layer: layer.group for layer in profile.layers} == {"QLinearConv": "conv_a", "QLinearConv_token_4": "conv_b"}
     assert any("matched to ONNX nodes by op type and weight shape" in note for note in profile.notes)
+
+
+def test_without_a_json_the_tables_go_to_a_folder_of_the_sessions_own(tiny_cache, tiny_settings):
+    from pathlib import Path
+
+    from ptqcore.case import Case, Precision
+    from ptqcore.options.suite_options import SuiteOptions
+    from ptqcore.study.session import Study
+
+    study = Study(SuiteOptions(models=("tiny",), cache_dir=tiny_cache, telemetry=False, **tiny_settings))
+    figures = study.profile_layers(Case("tiny_cnn", Precision.FP32, "onnxruntime", "cpu", 1))
+    table = Path(figures["file"])
+    assert table.is_absolute() and table.is_file() and table.parent.parent == tiny_cache / "layer-profiles"
+    assert figures["latency_p50_ms"] is None and figures["flag"] == "no measured latency to check the profile against"
+    assert study.book.record(Case("tiny_cnn", Precision.FP32, "onnxruntime", "cpu", 1)).figures["layer_profile"] == figures

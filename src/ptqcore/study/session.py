@@ -10,6 +10,7 @@ this module: it calls its own methods, which this class overrides.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -27,18 +28,21 @@ class Study(Suite):
     """A :class:`~ptqcore.suite.Suite` that also runs the studies of its cases (see the module docstring)."""
 
     #: Where ``--ptq-profile-layers`` writes each case's full table, and the folder the records name it
-    #: relative to (the run's JSON's; None: absolute). The plugin sets it; None: under the cache.
+    #: relative to (the run's JSON's; None: absolute). The plugin sets it; None: a folder of the session's
+    #: own under the cache (``layer-profiles/<UTC start time>``), so no run overwrites another's tables.
     layer_tables: Optional[Tuple[Path, Optional[Path]]] = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         #: The layer profiles of this session's cases, for pairing INT8 with its float twin.
         self.layer_profiles: Dict[Case, object] = {}
+        #: Without a JSON to sit beside, a session's tables go to a folder of its own under the cache.
+        self._own_tables = self.options.cache_dir / "layer-profiles" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
     def profile_layers(self, case: Case) -> Optional[dict]:
         """Profile ``case``'s layers (:func:`~ptqcore.study.layer_profiles.profile_case`) into its record's
         ``layer_profile`` and complete the INT8 pairs it belongs to; None where it has no profiler."""
-        folder, relative_to = self.layer_tables or (self.options.cache_dir / "layer-profiles", None)
+        folder, relative_to = self.layer_tables or (self._own_tables, None)
         made = profile_case(self, case, folder, relative_to)
         if made is None:
             return None
