@@ -92,13 +92,16 @@ def _same_weight(runtime: Optional[tuple], onnx_shape: Optional[tuple]) -> bool:
     return runtime[0] == onnx_shape[0]
 
 
-def _matched_nodes(facts: Dict[str, tuple], weights: Dict[str, Optional[tuple]], graph: GraphLayers) -> dict:
+def _matched_nodes(facts: Dict[str, tuple], weights: Dict[str, Optional[tuple]],
+                   graph: GraphLayers) -> Tuple[dict, int]:
     """Runtime node name -> its ONNX node: by name (:meth:`GraphLayers.node_for`), and for a fused
     quantized node that ONNX Runtime named after its op (1.19 names them ``QLinearConv``,
     ``QLinearConv_token_4``; 1.32 after the Conv they replace) the first ONNX node, in graph order, of
-    the op it replaces with the same weight shape that no runtime node claimed by name."""
+    the op it replaces with the same weight shape that no runtime node claimed by name; and how many
+    were matched that way."""
     out = {name: graph.node_for(name) for name in facts}
     claimed = {node.name for node in out.values() if node is not None}
+    by_signature = 0
     for name, (op, _, _, _) in facts.items():
         if out[name] is not None or op not in QUANTIZED_OPS:
             continue
@@ -108,8 +111,9 @@ def _matched_nodes(facts: Dict[str, tuple], weights: Dict[str, Optional[tuple]],
                     and _same_weight(weights.get(name), graph.weight_shape(candidate.name))):
                 out[name] = candidate
                 claimed.add(candidate.name)
+                by_signature += 1
                 break
-    return {name: node for name, node in out.items() if node is not None}
+    return {name: node for name, node in out.items() if node is not None}, by_signature
 
 
 def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: bool, skip_runs: int,
@@ -150,7 +154,7 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
     if not facts:
         raise BuildError("ONNX Runtime's profile holds no node times",
                          "use an onnxruntime build with its profiler (the PyPI wheels have it)")
-    nodes = _matched_nodes(facts, weights, graph)
+    nodes, by_signature = _matched_nodes(facts, weights, graph)
     layers = []
     for name, (op, provider, precision, own) in facts.items():
         node = nodes.get(name)
@@ -162,7 +166,6 @@ def profile_from_events(events: Sequence[dict], graph: GraphLayers, quantized: b
             provider=provider, times_ms=tuple(call.get(name, 0.0) for call in per_call), cost_ms=own,
         ))
     notes = []
-    by_signature = sum(1 for name in nodes if graph.node_for(name) is None)
     if by_signature:
         notes.append(f"{by_signature} fused node(s) ONNX Runtime named after their op were matched to ONNX nodes by op"
                      " type and weight shape, in graph order")

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-#: The two operators a Q/DQ pair is made of (and ONNX Runtime's dynamic form).
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+from ptqcore.build.qdq_graph import QDQ_OPS
+
+#: The operators of a Q/DQ pair (:data:`ptqcore.build.qdq_graph.QDQ_OPS`) and ONNX Runtime's dynamic form.
+QUANTIZE_OPS = QDQ_OPS + ("DynamicQuantizeLinear",)
 #: Ops that join the group of the node upstream of them (element-wise on one activation, or a cast).
 FOLLOWER_OPS = frozenset({
     "BatchNormalization", "Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "LeakyRelu", "PRelu",
@@ -99,7 +101,7 @@ class GraphLayers:
             if name in self._initializers:
                 return self._initializers[name]
             node = self._producer.get(name)
-            if node is None or node.op_type not in QDQ_OPS:
+            if node is None or node.op_type not in QUANTIZE_OPS:
                 return None
             name = node.input[0]
         return None
@@ -107,25 +109,25 @@ class GraphLayers:
     def _upstream(self, tensor: str):
         """The node that computes ``tensor``, looking through Q/DQ nodes; None for inputs and weights."""
         node = self._producer.get(tensor)
-        while node is not None and node.op_type in QDQ_OPS:
+        while node is not None and node.op_type in QUANTIZE_OPS:
             node = self._producer.get(node.input[0])
         return node
 
     def _group(self, node, depth: int) -> str:
         if depth > 64:  # a chain of followers this long is a broken graph; stop at the node itself
             return node_key(node)
-        if node.op_type == "DequantizeLinear" or (node.op_type in QDQ_OPS and self._reads_no_activation(node)):
+        if node.op_type == "DequantizeLinear" or (node.op_type in QUANTIZE_OPS and self._reads_no_activation(node)):
             reader = next(iter(self._consumers.get(node.output[0], []) if node.output else []), None)
             if reader is not None:
                 return self._group(reader, depth + 1)
             upstream = self._upstream(node.input[0])  # a graph output's DequantizeLinear: its writer's group
             return self._group(upstream, depth + 1) if upstream is not None else node_key(node)
-        if node.op_type in QDQ_OPS or node.op_type in FOLLOWER_OPS or self._is_self_gate(node):
+        if node.op_type in QUANTIZE_OPS or node.op_type in FOLLOWER_OPS or self._is_self_gate(node):
             source = next((name for name in node.input if name and name not in self._initializers), None)
             upstream = self._upstream(source) if source else None
             if upstream is not None:
                 return self._group(upstream, depth + 1)
-            if node.op_type in QDQ_OPS:
+            if node.op_type in QUANTIZE_OPS:
                 reader = next(iter(self._consumers.get(node.output[0], [])), None)
                 return self._group(reader, depth + 1) if reader is not None else node_key(node)
         return node_key(node)
@@ -177,11 +179,11 @@ class GraphLayers:
         """For a Q/DQ node, the label of the float op it serves: the reader of a DequantizeLinear's
         output, the writer of a QuantizeLinear's input (looking past further Q/DQ nodes); "" else."""
         onnx_node = self._by_name.get(node.name)
-        if onnx_node is None or node.op_type not in QDQ_OPS:
+        if onnx_node is None or node.op_type not in QUANTIZE_OPS:
             return ""
         if node.op_type == "DequantizeLinear":
             seen, current = 0, onnx_node
-            while current is not None and current.op_type in QDQ_OPS and seen < 8:
+            while current is not None and current.op_type in QUANTIZE_OPS and seen < 8:
                 current = next(iter(self._consumers.get(current.output[0], [])), None)
                 seen += 1
             return self._label(current) if current is not None else "graph output"

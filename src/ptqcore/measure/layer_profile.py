@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ptqcore.build.graph_layers import QUANTIZE_OPS
+
 CATEGORIES = ("compute", "float", "qdq", "reformat")
 #: Layers kept in a record's ``top`` list.
 TOP_LAYERS = 10
@@ -186,7 +188,7 @@ def write_table(profile: LayerProfile, path: Path) -> Path:
 
 def categorize(op_type: str, precision: str, quantized_artifact: bool, reformat: bool) -> str:
     """A layer's :data:`CATEGORIES` entry from what the runtime said about it."""
-    if op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Quantize", "Dequantize"):
+    if op_type in QUANTIZE_OPS or op_type in ("Quantize", "Dequantize"):  # the last two: TensorRT's layer types
         return "qdq"
     if reformat:
         return "reformat"

@@ -77,6 +77,26 @@ def _text_layers(text: str) -> List[str]:
     return [line for line in lines if line != "Layers:"]
 
 
+def inspector_layer_list(text: str) -> list:
+    """The ``Layers`` of ``IEngineInspector.get_engine_information`` output: dicts (detailed JSON),
+    names (names-only JSON) or the lines of plain one-line text. ValueError without a layer list."""
+    try:
+        document = json.loads(text, strict=False)  # TensorRT 8.6/10 put raw control characters in names
+    except ValueError:
+        document = {"Layers": _text_layers(text)}
+    layers = document.get("Layers") if isinstance(document, dict) else document
+    if not isinstance(layers, list):
+        raise ValueError("engine information without a 'Layers' list")
+    return layers
+
+
+def engine_information(engine, trt) -> Optional[str]:
+    """The engine inspector's JSON of a deserialized engine, or None where TensorRT has none (before 8.2)."""
+    if not TrtCapabilities.from_module(trt).has_engine_inspector:
+        return None
+    return engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+
+
 def census_from_inspector_json(text: str) -> dict:
     """Layer counts of an engine from ``IEngineInspector.get_engine_information(JSON)``.
 
@@ -89,13 +109,7 @@ def census_from_inspector_json(text: str) -> dict:
     3, "Float": 2}``; ``Unknown`` without details), ``reformat_layers`` (``Reformat`` layers,
     including those TensorRT made from Q/DQ nodes), ``reformat_layers_from_qdq`` and ``detailed``.
     """
-    try:
-        document = json.loads(text, strict=False)  # TensorRT 8.6/10 put raw control characters in names
-    except ValueError:
-        document = {"Layers": _text_layers(text)}
-    layers = document.get("Layers") if isinstance(document, dict) else document
-    if not isinstance(layers, list):
-        raise ValueError("engine information without a 'Layers' list")
+    layers = inspector_layer_list(text)
     by_precision: Dict[str, int] = {}
     counted = reformats = from_qdq = 0
     detailed = bool(layers)
@@ -121,7 +135,5 @@ def census_from_inspector_json(text: str) -> dict:
 def engine_census(engine, trt) -> Optional[dict]:
     """:func:`census_from_inspector_json` of a deserialized engine, or None where TensorRT has no
     engine inspector (before 8.2). Build with ``detailed_profiling`` so precisions are known."""
-    if not TrtCapabilities.from_module(trt).has_engine_inspector:
-        return None
-    inspector = engine.create_engine_inspector()
-    return census_from_inspector_json(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    text = engine_information(engine, trt)
+    return None if text is None else census_from_inspector_json(text)

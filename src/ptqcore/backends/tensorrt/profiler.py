@@ -11,12 +11,11 @@ reports nothing), so profiling happens apart from the timed latency rounds.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ptqcore.backends.tensorrt.census import layer_facts
-from ptqcore.build.graph_layers import FOLLOWER_OPS, QDQ_OPS, GraphLayers
+from ptqcore.backends.tensorrt.census import inspector_layer_list, layer_facts
+from ptqcore.build.graph_layers import FOLLOWER_OPS, QUANTIZE_OPS, GraphLayers
 from ptqcore.measure.layer_profile import LayerProfile, LayerTime, categorize, per_call_totals
 
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
@@ -48,14 +47,14 @@ def layer_collector(trt):
 
 
 def inspector_layers(text: str) -> Dict[str, dict]:
-    """Layer name -> its inspector entry (a dict; ``{"Name": name}`` for a names-only engine)."""
+    """Layer name -> its inspector entry (a dict; ``{"Name": name}`` for a names-only engine), from
+    :func:`~ptqcore.backends.tensorrt.census.inspector_layer_list`; empty for text without layers."""
     try:
-        document = json.loads(text, strict=False)
+        layers = inspector_layer_list(text)
     except ValueError:
         return {}
-    layers = document.get("Layers") if isinstance(document, dict) else document
     out = {}
-    for layer in layers if isinstance(layers, list) else []:
+    for layer in layers:
         entry = layer if isinstance(layer, dict) else {"Name": str(layer)}
         out[str(entry.get("Name", ""))] = entry
     return out
@@ -77,12 +76,12 @@ def _group(names: Sequence[str], graph: Optional[GraphLayers]) -> str:
     or Q/DQ node); without a graph, the first such name by its last path part."""
     if graph is not None:
         nodes = [node for node in map(graph.node_for, names) if node is not None]
-        working = [node for node in nodes if node.op_type not in FOLLOWER_OPS and node.op_type not in QDQ_OPS]
+        working = [node for node in nodes if node.op_type not in FOLLOWER_OPS and node.op_type not in QUANTIZE_OPS]
         chosen = (working or nodes or [None])[0]
         return chosen.group if chosen is not None else ""
     for name in names:
         op = re.sub(r"_\d+$", "", name.rsplit("/", 1)[-1])
-        if "::" not in name and op not in FOLLOWER_OPS and not any(op.endswith(q) for q in QDQ_OPS):
+        if "::" not in name and op not in FOLLOWER_OPS and not any(op.endswith(q) for q in QUANTIZE_OPS):
             return name  # "onnx::Conv_43" is a weight's name, not a node's
     return names[0] if names else ""
 

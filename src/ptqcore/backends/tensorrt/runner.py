@@ -12,7 +12,7 @@ import numpy as np
 
 from ptqcore.backends.cuda import CudaDevice, GpuRunner, GpuTimer, capture_graph
 from ptqcore.backends.tensorrt.capabilities import INSTALL_HINT, TrtCapabilities, import_tensorrt
-from ptqcore.backends.tensorrt.census import engine_census
+from ptqcore.backends.tensorrt.census import engine_census, engine_information
 from ptqcore.backends.tensorrt.logger import NO_ERROR_LOGGED, process_logger
 from ptqcore.errors import BuildError
 
@@ -213,11 +213,8 @@ class TrtRunner(GpuRunner):
             self.cuda_graph = graphs
         if self.times_gpu_compute:
             self.take_gpu_compute_ms()  # the profiled calls' compute times are not latency figures
-        layers = {}
-        if TrtCapabilities.from_module(trt).has_engine_inspector:
-            inspector = self.engine.create_engine_inspector()
-            layers = inspector_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
-        return profile_from_reports(per_call, layers, graph, quantized)
+        text = engine_information(self.engine, trt)
+        return profile_from_reports(per_call, inspector_layers(text) if text is not None else {}, graph, quantized)
 
     # -- inference ------------------------------------------------------------------------------
     def _set_shape(self, shape: Tuple[int, ...]) -> None:

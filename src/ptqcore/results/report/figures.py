@@ -42,6 +42,22 @@ def _figure(rows: int, columns: int = 1, width: float = 12.0, row_height: float 
     return fig, list(axes[0])
 
 
+def shorten(name: str, width: int) -> str:
+    """``name``, or its last ``width - 1`` characters after an ellipsis (layer names end in what tells them apart)."""
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def panel_grid(panels: int, panel_width: float, panel_height: float, columns: int = 2):
+    """(figure, axes) of ``panels`` panels, at most ``columns`` a row; the axes left over are hidden."""
+    columns = min(columns, panels)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
 def save_figure(fig, path: Path, title: str, footer: str) -> bool:
     fig.suptitle(title, fontsize=13, fontweight="bold")
     fig.text(0.01, 0.005, footer, fontsize=8, color="#555", ha="left", va="bottom")

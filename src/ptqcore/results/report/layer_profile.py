@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
 from ptqcore.results.report.content import CaseView
-from ptqcore.results.report.figures import plt, save_figure
+from ptqcore.results.report.figures import panel_grid, plt, save_figure, shorten
 from ptqcore.results.report.page import Table
 
 TOP_OPS = 7
@@ -90,22 +90,15 @@ def changed(cases: Sequence[CaseView]) -> List[CaseView]:
     return [case for case in cases if isinstance(case.record.get("layer_changes"), Mapping)]
 
 
-def _short(name: str, width: int = 46) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
-
-
 def draw_changes(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     """Per INT8 case, its layer groups' change in time against the float twin (module docstring)."""
     panels = changed(cases)
     if not panels:
         return False
-    columns = min(2, len(panels))
-    rows = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(8 * columns, 5.6 * rows), squeeze=False)
-    flat = [ax for row in axes for ax in row]
-    for ax, case in zip(flat, panels):
+    fig, axes = panel_grid(len(panels), 8, 5.6)
+    for ax, case in zip(axes, panels):
         changes = case.record["layer_changes"]
-        items = [(f"{_short(str(r.get('group')))} ({r.get('op') or r.get('reference_op') or '?'})",
+        items = [(f"{shorten(str(r.get('group')), 46)} ({r.get('op') or r.get('reference_op') or '?'})",
                   float(r.get("delta_ms") or 0.0)) for r in changes.get("rows") or []]
         other = changes.get("other") or {}
         if other.get("groups"):
@@ -121,8 +114,6 @@ def draw_changes(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
                      f" INT8 {changes.get('ms', 0):.3f} ms ({changes.get('matched')} groups matched)", fontsize=8)
         ax.grid(axis="x", color="#ddd", linewidth=0.6)
         ax.set_axisbelow(True)
-    for ax in flat[len(panels):]:
-        ax.set_visible(False)
     return save_figure(fig, path, "Per-layer change from the float twin to INT8 (the groups that changed most)", footer)
 
 

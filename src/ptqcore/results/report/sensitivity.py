@@ -10,12 +10,11 @@ plain INT8 and FP16. Imports matplotlib (through :mod:`ptqcore.results.report.fi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ptqcore.results.report.content import CaseView
-from ptqcore.results.report.figures import plt, save_figure
+from ptqcore.results.report.figures import panel_grid, plt, save_figure, shorten
 from ptqcore.results.report.page import Table
 
 #: Layers per panel.
@@ -34,20 +33,13 @@ def _twin(case: CaseView, cases: Sequence[CaseView], precision: str) -> Optional
                  and all(other.record.get(k) == case.record.get(k) for k in SAME_CASE)), None)
 
 
-def _short(name: str, width: int = 42) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
-
-
 def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
     """One panel per ranked case (module docstring); False (nothing written) when no case has one."""
     panels = ranked(cases)
     if not panels:
         return False
-    columns = min(2, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(7.5 * columns, 0.32 * TOP * rows + 1.6 * rows), squeeze=False)
-    flat = [ax for row in axes for ax in row]
-    for ax, case in zip(flat, panels):
+    fig, axes = panel_grid(len(panels), 7.5, 0.32 * TOP + 1.6)
+    for ax, case in zip(axes, panels):
         layers = case.record["sensitivity"][:TOP]
         mixed = _twin(case, cases, "int8-mixed")
         kept = set(mixed.record.get("float_layers") or []) if mixed is not None else set()
@@ -56,15 +48,13 @@ def draw(cases: Sequence[CaseView], path: Path, footer: str) -> bool:
         y = list(range(len(layers)))[::-1]
         ax.barh(y, values, color=colors)
         ax.set_yticks(y)
-        ax.set_yticklabels([f"{_short(str(item.get('node')))} ({item.get('op')})" for item in layers], fontsize=7)
+        ax.set_yticklabels([f"{shorten(str(item.get('node')), 42)} ({item.get('op')})" for item in layers], fontsize=7)
         ax.set_xlabel("noise added by its quantization (NSR out - NSR in)")
         ax.set_title(str(case.record.get("case")), fontsize=9)
         ax.grid(axis="x", color="#ddd", linewidth=0.6)
         ax.set_axisbelow(True)
-    for ax in flat[len(panels):]:
-        ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color="#d62728"), plt.Rectangle((0, 0), 1, 1, color="#ff7f0e")]
-    flat[len(panels) - 1].legend(handles, ["INT8", "kept in float by int8-mixed"], loc="lower right", fontsize=7)
+    axes[-1].legend(handles, ["INT8", "kept in float by int8-mixed"], loc="lower right", fontsize=7)
     return save_figure(fig, path, f"Top {TOP} layers by the error their INT8 quantization adds", footer)
 
 
